@@ -1,0 +1,29 @@
+"""Shared fixtures: the real data beside the repo and a demo city generated once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = Path(os.environ.get("LCZ_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The folder of real LCZ data (../shared/data/real); tests skip where it is absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data folder {REAL_DATA} is absent")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_city(tmp_path_factory):
+    """The synthetic demo city, written once per test session."""
+    from lcz_core.demo import make_demo_city
+
+    return make_demo_city(tmp_path_factory.mktemp("demo_city"))
