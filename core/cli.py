@@ -71,8 +71,8 @@ EXTENT_ARGS = (
     arg("--resolution", type=float, help="output pixel size in target CRS units"),
 )
 def _import_lcz_map(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    from .lczmap import import_lcz_map
     from .lcz import parse_mapping
+    from .lczmap import import_lcz_map
 
     mapping = parse_mapping(args.mapping) if args.mapping else None
     return import_lcz_map(

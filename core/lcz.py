@@ -126,8 +126,8 @@ def detect_coding(values: Iterable[int]) -> str:
 
 def resolve_lookup(
     coding: str, present: Iterable[int], mapping: Mapping[int, int] | None = None
-) -> dict[int, int]:
-    """The value -> 1-17 table for a coding ('auto', 'lcz17', 'wudapt') plus explicit overrides."""
+) -> tuple[str, dict[int, int]]:
+    """The coding's name and value -> 1-17 table ('auto' resolved), explicit overrides applied."""
     mapping = dict(mapping or {})
     rest = {int(v) for v in present} - set(mapping)
     if coding == "auto":
@@ -141,7 +141,7 @@ def resolve_lookup(
             f"values {_list(unknown)} are not LCZ classes in the '{coding}' coding "
             f"({CODING_HELP[coding]}); give an explicit class mapping or another coding"
         )
-    return table
+    return coding, table
 
 
 def apply_lookup(values: np.ndarray, table: Mapping[int, int], valid: np.ndarray) -> np.ndarray:

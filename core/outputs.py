@@ -49,7 +49,9 @@ def atomic_path(path: str | os.PathLike, parameter: str = "output") -> Iterator[
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
     path = check_writable(path, parameter)
     # the suffix stays last so that drivers which look at it (GPKG, zarr) are content
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.partial-", suffix=path.suffix, dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}.partial-", suffix=path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
