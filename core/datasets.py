@@ -1,0 +1,233 @@
+"""Patch and tile datasets on disk: what sampling writes and training reads.
+
+A dataset is a folder holding `manifest.json` and `data.zarr`, a zarr v3 group with arrays
+
+- `x` float32 (N, C, S, S), NaN = missing pixel,
+- `y` uint8: (N,) codes 1-17 for kind "patches", (N, S, S) with 0 = unlabelled for kind "tiles",
+- `split` uint8 (N,): 0 = train, 1 = val, 2 = test (SPLIT_CODES),
+- `city` uint16 (N,): index into manifest["cities"],
+- `centre_x`, `centre_y` float64 (N,): patch centres in the manifest CRS.
+
+manifest.json keys: format_version, kind, patch_size, pixel_size, band_count, band_names,
+embedding_source, cities, crs, seed, split_method, split_fractions, buffer_m, class_counts
+({"train": {"1": n, ...}, "val": ..., "test": ...}; pixels for tiles), created_with.
+The writer streams: samples arrive in batches and are appended, so a dataset never has to fit
+in memory. The folder is written beside its destination and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import LczError
+from .lcz import CODES
+from .progress import Progress
+
+FORMAT_VERSION = 1
+SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+SPLIT_NAMES: dict[int, str] = {v: k for k, v in SPLIT_CODES.items()}
+KINDS = ("patches", "tiles")
+REQUIRED_KEYS = (
+    "kind",
+    "patch_size",
+    "pixel_size",
+    "band_names",
+    "embedding_source",
+    "cities",
+    "crs",
+    "seed",
+    "split_method",
+    "split_fractions",
+    "buffer_m",
+)
+# About 4 MB of x per chunk: large enough to read fast, small enough for random batches.
+CHUNK_BYTES = 4 * 2**20
+
+
+@dataclass
+class Batch:
+    """A batch of samples to append to a dataset (all arrays share the first axis)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    split: np.ndarray
+    city: np.ndarray
+    centre_x: np.ndarray
+    centre_y: np.ndarray
+
+
+class PatchDataset:
+    """An opened dataset: `manifest` plus lazily read zarr arrays x, y, split, city, centres."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        import zarr
+
+        self.folder = Path(folder)
+        manifest_path = self.folder / "manifest.json"
+        if not manifest_path.is_file():
+            raise LczError("dataset", f"{self.folder} has no manifest.json; give a dataset folder")
+        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise LczError(
+                "dataset",
+                f"{self.folder} has format_version {self.manifest.get('format_version')}, "
+                f"this version of lcz_core reads {FORMAT_VERSION}; rebuild the dataset",
+            )
+        group = zarr.open_group(str(self.folder / "data.zarr"), mode="r")
+        self.x = group["x"]
+        self.y = group["y"]
+        self.split = group["split"]
+        self.city = group["city"]
+        self.centre_x = group["centre_x"]
+        self.centre_y = group["centre_y"]
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def kind(self) -> str:
+        """'patches' or 'tiles'."""
+        return self.manifest["kind"]
+
+    def indices(self, split_name: str) -> np.ndarray:
+        """Indices (int64, ascending) of the samples in split 'train', 'val' or 'test'."""
+        if split_name not in SPLIT_CODES:
+            raise LczError("split", f"unknown split {split_name!r}; use train, val or test")
+        return np.flatnonzero(self.split[:] == SPLIT_CODES[split_name]).astype(np.int64)
+
+
+def open_dataset(folder: str | os.PathLike) -> PatchDataset:
+    """Open a dataset folder written by `write_dataset`."""
+    return PatchDataset(folder)
+
+
+def write_dataset(
+    folder: str | os.PathLike,
+    batches: Iterable[Batch],
+    manifest: dict[str, Any],
+    progress: Progress | None = None,
+    expected: int | None = None,
+) -> dict[str, Any]:
+    """Stream `batches` into a new dataset at `folder`; return the completed manifest.
+
+    `manifest` holds the keys of REQUIRED_KEYS; format_version, band_count, class_counts and
+    created_with are filled in here. `expected` (number of samples, if known) drives progress.
+    """
+    import zarr
+
+    progress = progress or Progress()
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ValueError(f"dataset manifest lacks {', '.join(missing)}")
+    kind, size = manifest["kind"], int(manifest["patch_size"])
+    if kind not in KINDS:
+        raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
+    bands = len(manifest["band_names"])
+    folder = _check_destination(Path(folder))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        group = zarr.open_group(str(tmp / "data.zarr"), mode="w")
+        per_sample = bands * size * size * 4
+        chunk = max(1, CHUNK_BYTES // per_sample)
+        y_shape = (0,) if kind == "patches" else (0, size, size)
+        arrays = {
+            "x": group.create_array(
+                "x",
+                shape=(0, bands, size, size),
+                chunks=(chunk, bands, size, size),
+                dtype="float32",
+                fill_value=float("nan"),
+            ),
+            "y": group.create_array(
+                "y", shape=y_shape, chunks=(chunk * 64, *y_shape[1:]), dtype="uint8"
+            ),
+            "split": _vector(group, "split", "uint8"),
+            "city": _vector(group, "city", "uint16"),
+            "centre_x": _vector(group, "centre_x", "float64"),
+            "centre_y": _vector(group, "centre_y", "float64"),
+        }
+        counts = np.zeros((len(SPLIT_CODES), max(CODES) + 1), dtype=np.int64)
+        written = 0
+        for batch in batches:
+            n = _check_batch(batch, bands, size, kind)
+            for name, array in arrays.items():
+                array.append(np.asarray(getattr(batch, name), dtype=array.dtype), axis=0)
+            for code in SPLIT_NAMES:
+                chosen = np.asarray(batch.y)[np.asarray(batch.split) == code]
+                counts[code] += np.bincount(chosen.ravel(), minlength=counts.shape[1])
+            written += n
+            if expected:
+                progress.report(100.0 * written / expected, f"wrote {written} samples")
+            else:
+                progress.check()
+        complete = {
+            "format_version": FORMAT_VERSION,
+            **manifest,
+            "band_count": bands,
+            "count": written,
+            "class_counts": {
+                name: {str(c): int(counts[code, c]) for c in CODES if counts[code, c]}
+                for code, name in SPLIT_NAMES.items()
+            },
+            "created_with": f"lcz_core {__version__}",
+        }
+        (tmp / "manifest.json").write_text(json.dumps(complete, indent=2), encoding="utf-8")
+        _replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return complete
+
+
+def _vector(group, name: str, dtype: str):
+    return group.create_array(name, shape=(0,), chunks=(65536,), dtype=dtype)
+
+
+def _check_batch(batch: Batch, bands: int, size: int, kind: str) -> int:
+    n = len(batch.x)
+    if batch.x.shape[1:] != (bands, size, size):
+        raise ValueError(
+            f"batch x has shape {batch.x.shape}, expected (N, {bands}, {size}, {size})"
+        )
+    y_tail = () if kind == "patches" else (size, size)
+    if np.shape(batch.y) != (n, *y_tail):
+        raise ValueError(f"batch y has shape {np.shape(batch.y)}, expected {(n, *y_tail)}")
+    for name in ("split", "city", "centre_x", "centre_y"):
+        if len(getattr(batch, name)) != n:
+            raise ValueError(f"batch {name} has {len(getattr(batch, name))} items, expected {n}")
+    return n
+
+
+def _check_destination(folder: Path) -> Path:
+    """Refuse a destination that is a file or a non-empty folder other than a dataset."""
+    parameter = "output"
+    if not folder.parent.is_dir():
+        raise LczError(parameter, f"folder {folder.parent} does not exist; create it first")
+    if folder.is_file():
+        raise LczError(parameter, f"{folder} is a file; give a folder name for the dataset")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "manifest.json").is_file():
+        raise LczError(
+            parameter, f"{folder} is a non-empty folder that is not a dataset; choose another"
+        )
+    return folder
+
+
+def _replace_folder(tmp: Path, folder: Path) -> None:
+    """Move the finished `tmp` to `folder`, replacing an earlier dataset there."""
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)

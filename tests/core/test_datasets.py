@@ -1,0 +1,103 @@
+"""The dataset contract: streamed writing, reading back, splits, safe replacement."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from lcz_core.datasets import SPLIT_CODES, Batch, open_dataset, write_dataset
+from lcz_core.errors import LczError
+
+BANDS = ["b0", "b1", "b2"]
+
+
+def _manifest(kind: str = "patches") -> dict:
+    return {
+        "kind": kind,
+        "patch_size": 4,
+        "pixel_size": 10.0,
+        "band_names": BANDS,
+        "embedding_source": "test numbers",
+        "cities": ["a", "b"],
+        "crs": "EPSG:32633",
+        "seed": 7,
+        "split_method": "random",
+        "split_fractions": [0.7, 0.15, 0.15],
+        "buffer_m": 0.0,
+    }
+
+
+def _batches(n_batches: int, n: int, kind: str = "patches"):
+    rng = np.random.default_rng(0)
+    for b in range(n_batches):
+        x = rng.normal(size=(n, 3, 4, 4)).astype(np.float32)
+        x[0, :, 0, 0] = np.nan
+        y = rng.integers(1, 18, size=(n,) if kind == "patches" else (n, 4, 4)).astype(np.uint8)
+        yield Batch(
+            x=x,
+            y=y,
+            split=np.arange(n) % 3,
+            city=np.full(n, b % 2),
+            centre_x=np.arange(n) * 40.0 + b,
+            centre_y=np.arange(n) * -40.0,
+        )
+
+
+def test_written_dataset_reads_back_identically(tmp_path):
+    folder = tmp_path / "ds"
+    manifest = write_dataset(folder, _batches(3, 5), _manifest(), expected=15)
+    expected = list(_batches(3, 5))
+    ds = open_dataset(folder)
+    assert len(ds) == 15 and ds.kind == "patches"
+    assert ds.x.shape == (15, 3, 4, 4) and ds.x.dtype == np.float32
+    np.testing.assert_array_equal(ds.x[5:10], expected[1].x)  # NaN compares equal here
+    np.testing.assert_array_equal(ds.y[:], np.concatenate([b.y for b in expected]))
+    np.testing.assert_array_equal(ds.city[:], [0] * 5 + [1] * 5 + [0] * 5)
+    np.testing.assert_array_equal(ds.centre_x[10:], expected[2].centre_x)
+    assert ds.city.dtype == np.uint16 and ds.split.dtype == np.uint8
+    np.testing.assert_array_equal(ds.indices("val"), np.flatnonzero(ds.split[:] == 1))
+    assert ds.manifest == json.loads((folder / "manifest.json").read_text())
+    assert manifest["band_count"] == 3 and manifest["format_version"] == 1
+    train_y = ds.y[:][ds.split[:] == SPLIT_CODES["train"]]
+    for code, n in manifest["class_counts"]["train"].items():
+        assert n == int(np.sum(train_y == int(code)))
+    assert sum(sum(c.values()) for c in manifest["class_counts"].values()) == 15
+
+
+def test_tiles_count_labelled_pixels(tmp_path):
+    manifest = write_dataset(tmp_path / "tiles", _batches(1, 6, "tiles"), _manifest("tiles"))
+    ds = open_dataset(tmp_path / "tiles")
+    assert ds.y.shape == (6, 4, 4)
+    assert sum(sum(c.values()) for c in manifest["class_counts"].values()) == 6 * 16
+
+
+def test_existing_dataset_replaced_and_other_folders_refused(tmp_path):
+    folder = tmp_path / "ds"
+    write_dataset(folder, _batches(1, 4), _manifest())
+    write_dataset(folder, _batches(2, 4), _manifest())
+    assert len(open_dataset(folder)) == 8
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(LczError, match="not a dataset") as error:
+        write_dataset(other, _batches(1, 4), _manifest())
+    assert error.value.parameter == "output"
+
+
+def test_failure_midway_leaves_no_folder(tmp_path):
+    def broken():
+        yield from _batches(1, 4)
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError):
+        write_dataset(tmp_path / "ds", broken(), _manifest())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_batch_shape_refused(tmp_path):
+    batch = next(_batches(1, 4))
+    batch.x = batch.x[:, :2]
+    with pytest.raises(ValueError, match="expected"):
+        write_dataset(tmp_path / "ds", [batch], _manifest())
