@@ -1,0 +1,6 @@
+"""One module per algorithm; ALGORITHMS lists what the provider offers."""
+
+from .import_lcz_map import ImportLczMap
+from .plot_lcz_map import PlotLczMap
+
+ALGORITHMS = [ImportLczMap, PlotLczMap]
