@@ -119,7 +119,7 @@ def detect_coding(values: Iterable[int]) -> str:
     unknown = sorted(present - set(CODINGS["lcz17"]) - set(CODINGS["wudapt"]))
     raise LczCodingError(
         f"values {_list(unknown)} are not LCZ classes in any known coding "
-        f"({'; '.join(CODING_HELP.values())}); give an explicit class mapping such as "
+        f"({CODING_HELP['lcz17']}; {CODING_HELP['wudapt']}); give an explicit class mapping such as "
         f"'{unknown[0]}:17' or declare them nodata"
     )
 

@@ -48,9 +48,10 @@ class LczAlgorithm(QgsProcessingAlgorithm):
             repr(v)
             for v in (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
         )
-        arguments = ["--extent", values]
+        # the '=' form keeps a negative first coordinate from reading as an option
+        arguments = [f"--extent={values}"]
         if crs.isValid():
-            arguments += ["--extent-crs", crs.authid() or crs.toWkt()]
+            arguments.append(f"--extent-crs={crs.authid() or crs.toWkt()}")
         return arguments
 
     def raster_source(self, parameters, name, context):

@@ -1,0 +1,158 @@
+"""The algorithms from the qgis_process command line, from the repo and from the plugin zip."""
+
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+REPO = Path(__file__).resolve().parents[2]
+QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
+
+pytestmark = pytest.mark.skipif(
+    not Path(QGIS_PROCESS).exists(), reason="qgis_process is not installed"
+)
+
+
+def _env(home, plugin_path):
+    # pytest-qgis points QGIS_CUSTOM_CONFIG_PATH at its own profile: each run here gets a fresh one
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "QGIS_"))}
+    env.update(HOME=str(home), QGIS_PLUGINPATH=str(plugin_path), QT_QPA_PLATFORM="offscreen")
+    return env
+
+
+def _qgis_process(env, *args, check=True):
+    done = subprocess.run(
+        [QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def repo_env(tmp_path_factory):
+    """A fresh QGIS profile (HOME) with the plugin enabled from the repo checkout."""
+    env = _env(tmp_path_factory.mktemp("home"), REPO)
+    _qgis_process(env, "plugins", "enable", "lcz_qgis")
+    return env
+
+
+def _run_json(env, algorithm, **parameters):
+    args = ["run", algorithm, "--json", "--", *[f"{k}={v}" for k, v in parameters.items()]]
+    done = _qgis_process(env, *args, check=False)
+    start = done.stdout.find("{")
+    return done, (json.loads(done.stdout[start:]) if start >= 0 and done.returncode == 0 else None)
+
+
+def test_import_shanghai_from_the_command_line(repo_env, real_data, tmp_path):
+    out = tmp_path / "shanghai.tif"
+    done, report = _run_json(
+        repo_env, "lcz:importlczmap", INPUT=real_data / "shanghai/Shanghai.tif", OUTPUT=out
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = report["results"]
+    assert results["OUTPUT"] == str(out) and results["CODING_USED"] == "wudapt"
+    assert list(json.loads(results["CLASS_COUNTS"])) == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "6",
+        "8",
+        "10",
+        "A",
+        "B",
+        "D",
+        "E",
+        "G",
+    ]
+    with rasterio.open(out) as src:
+        assert src.read(1).max() == 17 and src.colormap(1)[17][:3] == (106, 106, 255)
+    assert 'label="LCZ G: Water"' in out.with_suffix(".qml").read_text()
+
+
+def test_clip_reproject_and_plot_from_the_command_line(repo_env, real_data, tmp_path):
+    out = tmp_path / "zaragoza_utm.tif"
+    done, report = _run_json(
+        repo_env,
+        "lcz:importlczmap",
+        INPUT=real_data / "zaragoza/lcz_zaragoza.tif",
+        EXTENT="-0.95,-0.8,41.6,41.7 [EPSG:4326]",
+        TARGET_CRS="EPSG:25830",
+        RESOLUTION=100,
+        OUTPUT=out,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 25830 and src.res == (100.0, 100.0)
+        assert 120 <= src.width <= 150
+    png = tmp_path / "z.png"
+    done, report = _run_json(repo_env, "lcz:plotlczmap", INPUT=out, OUTPUT=png)
+    assert done.returncode == 0 and png.is_file() and "D" in report["results"]["CLASSES"].split(",")
+
+
+def test_bad_input_gives_a_message_not_a_traceback(repo_env, tmp_path):
+    done, _ = _run_json(
+        repo_env, "lcz:importlczmap", INPUT=tmp_path / "missing.tif", OUTPUT=tmp_path / "o.tif"
+    )
+    assert done.returncode != 0
+    text = done.stdout + done.stderr
+    assert "INPUT" in text and "Traceback" not in text
+
+
+def test_plugin_zip_installs_into_a_profile(tmp_path):
+    done = subprocess.run(
+        ["make", "package"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    version = next(
+        line.split("=", 1)[1]
+        for line in (REPO / "metadata.txt").read_text().splitlines()
+        if line.startswith("version=")
+    )
+    archive = REPO / "dist" / f"lcz_qgis-{version}.zip"
+    names = zipfile.ZipFile(archive).namelist()
+    assert "lcz_qgis/metadata.txt" in names and "lcz_qgis/lib/lcz_core/lczmap.py" in names
+    home = tmp_path / "home"
+    profile = home / ".local/share/QGIS/QGIS3/profiles/default"
+    subprocess.run(
+        [
+            "python3",
+            REPO / "scripts/install_plugin.py",
+            archive,
+            profile,
+            REPO / ".venv/bin/python",
+        ],
+        check=True,
+        env={**os.environ, "HOME": str(home)},
+        capture_output=True,
+    )
+    env = _env(home, tmp_path / "no_plugins_here")
+    _qgis_process(env, "plugins", "enable", "lcz_qgis")
+    listing = _qgis_process(env, "list").stdout
+    assert "lcz:importlczmap" in listing and "lcz:plotlczmap" in listing
+    # the installed copy runs its vendored core in the worker found through the user venv link
+    source = tmp_path / "small.tif"
+    profile_tif = {
+        "driver": "GTiff",
+        "dtype": "uint8",
+        "count": 1,
+        "width": 17,
+        "height": 3,
+        "crs": "EPSG:32633",
+        "transform": rasterio.Affine(100, 0, 4e5, 0, -100, 5.8e6),
+    }
+    with rasterio.open(source, "w", **profile_tif) as dst:
+        wudapt_codes = [*range(1, 11), *range(101, 108)]
+        dst.write(np.tile(np.array(wudapt_codes, dtype=np.uint8), (3, 1)), 1)
+    done, report = _run_json(env, "lcz:importlczmap", INPUT=source, OUTPUT=tmp_path / "o.tif")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(json.loads(report["results"]["CLASS_COUNTS"])) == 17
+    assert any(".local/share/lcz_qgis/venv" in line for line in report["log"]["info"])
