@@ -90,6 +90,7 @@ def plot_lcz(
             ha="center",
             va="bottom",
             fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
         )
     elif extent is not None:
         ax.set_xlabel("longitude (deg)")
