@@ -1,0 +1,253 @@
+"""The networks (a timm ResNet patch classifier, a small U-Net) and the model file.
+
+A model file is a safetensors file: the weights plus one JSON metadata entry ("lcz_model") with
+everything inference needs (architecture, bands, embedding source, normalisation, classes, patch
+and pixel size, training cities, metrics, library versions). Loading it executes no pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import LczError
+from .lcz import CODES, NUM_CLASSES
+from .outputs import atomic_path
+
+MODEL_FORMAT = "lcz_qgis model"
+MODEL_FORMAT_VERSION = 1
+METADATA_KEY = "lcz_model"
+TASKS = ("patch", "segmentation")
+STEMS = ("1x1", "3x3")
+DEFAULT_ARCHITECTURE = {"patch": "resnet10t", "segmentation": "unet"}
+
+
+def _stem(in_chans: int, out_chans: int, stem: str) -> nn.Conv2d:
+    """The first convolution, stride 1 so that a 32 x 32 patch keeps its detail.
+
+    '1x1' projects each embedding vector on its own (the bands already describe the pixel's
+    neighbourhood) and is about twice as fast on a CPU as '3x3'.
+    """
+    if stem not in STEMS:
+        raise LczError("stem", f"unknown stem {stem!r}; use one of {', '.join(STEMS)}")
+    kernel = 1 if stem == "1x1" else 3
+    return nn.Conv2d(in_chans, out_chans, kernel, stride=1, padding=kernel // 2, bias=False)
+
+
+def create_patch_classifier(
+    architecture: str, in_chans: int, width: int | None = 16, stem: str = "1x1"
+) -> nn.Module:
+    """A timm ResNet for C x 32 x 32 patches: stride-1 stem, no max-pool, 17 outputs.
+
+    `width` sets the channels of the four stages (width, 2, 4 and 8 x width); None keeps timm's.
+    """
+    import timm
+
+    if not timm.is_model(architecture) or (
+        timm.models.model_entrypoint(architecture).__module__ != "timm.models.resnet"
+    ):
+        raise LczError(
+            "architecture",
+            f"{architecture!r} is not a timm ResNet; use e.g. resnet10t, resnet18 or resnet34",
+        )
+    kwargs: dict[str, Any] = {}
+    if width is not None:
+        kwargs = {"channels": tuple(width * m for m in (1, 2, 4, 8)), "stem_width": width}
+    model = timm.create_model(
+        architecture, pretrained=False, in_chans=in_chans, num_classes=NUM_CLASSES, **kwargs
+    )
+    model.conv1 = _stem(in_chans, model.bn1.num_features, stem)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def _double_conv(in_chans: int, out_chans: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_chans, out_chans, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_chans),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_chans),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """A small U-Net: per-pixel logits over the 17 LCZ classes; sides must divide 2**depth."""
+
+    def __init__(self, in_chans: int, width: int = 16, depth: int = 3, stem: str = "1x1") -> None:
+        super().__init__()
+        self.depth = depth
+        self.stem = nn.Sequential(_stem(in_chans, width, stem), nn.BatchNorm2d(width), nn.ReLU())
+        widths = [width * 2**i for i in range(depth + 1)]
+        self.encoders = nn.ModuleList(
+            [_double_conv(width, width)]
+            + [_double_conv(widths[i], widths[i + 1]) for i in range(depth)]
+        )
+        self.decoders = nn.ModuleList(
+            [_double_conv(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth))]
+        )
+        self.head = nn.Conv2d(width, NUM_CLASSES, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, 17, H, W) logits."""
+        x = self.encoders[0](self.stem(x))
+        skips = [x]
+        for encoder in self.encoders[1:]:
+            x = encoder(nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for decoder in self.decoders:
+            x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            x = decoder(torch.cat([x, skips.pop()], dim=1))
+        return self.head(x)
+
+
+def create_model(metadata: dict[str, Any]) -> nn.Module:
+    """The untrained network a model's metadata describes (task, architecture, bands, width, stem)."""
+    task, bands = metadata["task"], int(metadata["band_count"])
+    if task == "patch":
+        return create_patch_classifier(
+            metadata["architecture"], bands, metadata.get("width"), metadata.get("stem", "1x1")
+        )
+    if task == "segmentation":
+        if metadata["architecture"] != "unet":
+            raise LczError(
+                "architecture", f"segmentation uses 'unet', not {metadata['architecture']!r}"
+            )
+        return UNet(
+            bands,
+            metadata.get("width") or 16,
+            metadata.get("depth", 3),
+            metadata.get("stem", "1x1"),
+        )
+    raise LczError("task", f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+
+
+def prepare_inputs(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Normalise (N, C, H, W) embeddings per band, then set missing (NaN) values to 0 (the mean)."""
+    shape = (1, -1, 1, 1)
+    out = (np.asarray(x, dtype=np.float32) - mean.reshape(shape)) / std.reshape(shape)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a model depends on, for its metadata."""
+    import timm
+
+    from . import __version__
+
+    return {
+        "lcz_core": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+    }
+
+
+@dataclass
+class LczModel:
+    """A loaded model: the network (eval mode, CPU) and its metadata."""
+
+    network: nn.Module
+    metadata: dict[str, Any]
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Per-band means of the training split."""
+        return np.asarray(self.metadata["normalisation"]["mean"], dtype=np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        """Per-band standard deviations of the training split."""
+        return np.asarray(self.metadata["normalisation"]["std"], dtype=np.float32)
+
+    @property
+    def class_mask(self) -> torch.Tensor:
+        """Boolean (17,) mask of the classes the model was trained on."""
+        return torch.tensor([c in self.metadata["classes"] for c in CODES])
+
+    def probabilities(self, x: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Class probabilities (N, 17[, H, W]) of raw embeddings (N, C, H, W), on the CPU."""
+        inputs = torch.from_numpy(prepare_inputs(x, self.mean, self.std)).to(device)
+        with torch.no_grad():
+            logits = self.network(inputs.contiguous(memory_format=torch.channels_last))
+        return self.softmax(logits.cpu())
+
+    def softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities from logits (N, 17[, H, W]); classes absent from training get 0."""
+        shape = (1, -1) + (1,) * (logits.ndim - 2)
+        logits = logits.masked_fill(~self.class_mask.reshape(shape), float("-inf"))
+        return torch.softmax(logits, dim=1)
+
+    def predict(
+        self, x: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """LCZ codes (uint8) and confidence (float32, the top probability) of raw embeddings."""
+        codes, confidence = [], []
+        for start in range(0, len(x), batch_size):
+            top, index = self.probabilities(x[start : start + batch_size], device).max(dim=1)
+            codes.append((index + 1).to(torch.uint8).numpy())
+            confidence.append(top.numpy())
+        if not codes:
+            tail = x.shape[2:] if self.metadata["task"] == "segmentation" else ()
+            return np.zeros((0, *tail), np.uint8), np.zeros((0, *tail), np.float32)
+        return np.concatenate(codes), np.concatenate(confidence)
+
+
+def save_model(path: str | os.PathLike, network: nn.Module, metadata: dict[str, Any]) -> Path:
+    """Write weights + metadata to a safetensors model file (through a temporary name)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    header = {
+        METADATA_KEY: json.dumps(
+            {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, **metadata}
+        )
+    }
+    with atomic_path(path, "model") as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+    return Path(path)
+
+
+def read_model_metadata(path: str | os.PathLike, parameter: str = "model") -> dict[str, Any]:
+    """The metadata of a model file, without loading the weights."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise LczError(parameter, f"model file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise LczError(parameter, f"{path} is not a model file (safetensors): {error}") from None
+    if METADATA_KEY not in header:
+        raise LczError(parameter, f"{path} is a safetensors file but not an LCZ model")
+    metadata = json.loads(header[METADATA_KEY])
+    if metadata.get("format_version") != MODEL_FORMAT_VERSION:
+        raise LczError(
+            parameter,
+            f"{path} has model format version {metadata.get('format_version')}; this lcz_core "
+            f"reads version {MODEL_FORMAT_VERSION}: retrain the model",
+        )
+    return metadata
+
+
+def load_model(path: str | os.PathLike, parameter: str = "model") -> LczModel:
+    """Load a model file (weights and metadata) for inference on the CPU."""
+    from safetensors.torch import load_file
+
+    metadata = read_model_metadata(path, parameter)
+    network = create_model(metadata)
+    network.load_state_dict(load_file(str(path)))
+    network.eval()
+    network.to(memory_format=torch.channels_last)
+    return LczModel(network, metadata)
