@@ -1,0 +1,224 @@
+"""Grid, splits and sampling on real files: Berlin S2 + polygons, So2Sat patch locations, demo city."""
+
+from __future__ import annotations
+
+import os
+
+import geopandas as gpd
+import h5py
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from lcz_core.datasets import open_dataset
+from lcz_core.errors import LczError
+from lcz_core.grid import make_grid
+from lcz_core.labels import open_labels
+from lcz_core.rasters import open_source
+from lcz_core.sampling import (
+    CityInput,
+    SplitConfig,
+    assign_splits,
+    grid_with_splits,
+    make_dataset,
+)
+from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window
+from shapely.geometry import box
+
+
+def test_grid_snaps_to_the_pixel_grid_and_refuses_extent_outside(demo_city):
+    with open_source(demo_city.embeddings_tif) as source:
+        left, bottom, right, top = source.bounds
+        grid = make_grid(source, (left + 13, bottom + 1000, left + 1005, top - 7), cell_px=32)
+        assert grid.transform.c == left + 10 and grid.transform.f == top
+        assert (grid.rows, grid.cols) == (12, 4)  # 380 rows and 100 columns of pixels
+        assert grid.pixel_window(1, 2, source) == Window(1 + 64, 32, 32, 32)
+        with pytest.raises(LczError, match="outside the embeddings") as error:
+            make_grid(source, (0, 0, 1000, 1000))
+    assert error.value.parameter == "extent"
+
+
+def _demo_dataset(demo_city, folder, seed, buffer_m=320.0, method="blocks"):
+    source = open_source(demo_city.embeddings_zarr)
+    labels = open_labels(demo_city.labels)
+    split = SplitConfig(method=method, seed=seed, block_cells=3, buffer_m=buffer_m)
+    return make_dataset(
+        [CityInput("synthetica", source, labels)],
+        folder / "ds",
+        split=split,
+        grid_output=folder / "grid.gpkg",
+    )
+
+
+def test_splits_reproducible_byte_for_byte_and_leak_free(demo_city, tmp_path):
+    runs = []
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        (tmp_path / name).mkdir()
+        result = _demo_dataset(demo_city, tmp_path / name, seed)
+        runs.append(open_dataset(tmp_path / name / "ds"))
+    assert result["count"] > 50 and result["excluded_cells"] > 0
+    a, b, c = runs
+    for array in ("x", "y", "split", "city", "centre_x", "centre_y"):
+        assert getattr(a, array)[:].tobytes() == getattr(b, array)[:].tobytes()
+    assert a.manifest == b.manifest
+    assert a.split[:].tobytes() != c.split[:].tobytes()
+
+    cells = gpd.read_file(tmp_path / "a" / "grid.gpkg")
+    train = cells[cells.split == "train"].union_all()
+    held_out = cells[cells.split.isin(["val", "test"])]
+    assert len(held_out) >= 3
+    # no validation or test cell within the 320 m buffer of a training cell
+    assert held_out.distance(train).min() > 320.0
+    centres = gpd.points_from_xy(a.centre_x[:], a.centre_y[:])
+    joined = gpd.sjoin(gpd.GeoDataFrame(geometry=centres, crs=cells.crs), cells, predicate="within")
+    split_names = {0: "train", 1: "val", 2: "test"}
+    assert [split_names[s] for s in a.split[:]] == joined.sort_index()["split"].tolist()
+
+
+def test_patterns_follow_their_layout(demo_city, tmp_path):
+    with open_source(demo_city.embeddings_tif) as source:
+        grid = make_grid(source, cell_px=32)
+        used = np.ones((grid.rows, grid.cols), bool)
+        stripes = assign_splits(
+            grid, used, SplitConfig(method="stripes", block_cells=2, buffer_m=None)
+        )
+        assert all(len(set(row)) == 1 for row in stripes)  # horizontal stripes
+        assert (stripes[0:14:2] == stripes[1:14:2]).all()  # two cells high
+        board = assign_splits(
+            grid, used, SplitConfig(method="checkerboard", block_cells=1, buffer_m=None)
+        )
+        assert (board[:, :-1] == 0).sum() + (board[:, 1:] == 0).sum() > 0
+        assert not ((board[:, :-1] == 0) & (board[:, 1:] == 0)).any()  # train never beside train
+        left, bottom, right, top = grid.bounds
+        north = box(left, top - 7 * grid.cell_size, right, top)  # rows 0-6
+        layer = gpd.GeoDataFrame(
+            {"split": ["train", "Test"]},
+            geometry=[north, box(*grid.bounds).difference(north)],
+            crs=grid.crs.to_wkt(),
+        )
+        layer.to_file(tmp_path / "split.gpkg")
+        config = SplitConfig(method="polygons", polygons=str(tmp_path / "split.gpkg"), buffer_m=0.0)
+        drawn = grid_with_splits(source, tmp_path / "grid.gpkg", split=config)
+    cells = gpd.read_file(tmp_path / "grid.gpkg")
+    assert list(cells.columns) == ["cell_id", "row", "col", "split", "geometry"]
+    assert drawn["cells"] == len(cells) == 225 and drawn["val_cells"] == 0
+    assert set(cells[cells.row <= 6].split) == {"train"}
+    assert set(cells[cells.row >= 8].split) == {"test"}
+    assert set(cells[cells.row == 7].split) == {"excluded"}  # the test row touching train
+    assert drawn["excluded_cells"] == 15
+
+
+def test_berlin_patches_carry_the_polygon_class(real_data, tmp_path):
+    source = open_source(real_data / "berlin/Berlin_S2_2024-10-24_sample.tif")
+    labels = open_labels(real_data / "berlin/Berlin_labels.shp", class_field="Name")
+    result = make_dataset(
+        [CityInput("berlin", source, labels)],
+        tmp_path / "ds",
+        split=SplitConfig(method="random", buffer_m=None, seed=1),
+        min_share=0.5,
+        min_count=3,
+    )
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds) == result["count"] >= 5 and ds.manifest["band_count"] == 10
+    polygons = gpd.read_file(real_data / "berlin/Berlin_labels.shp")
+    with rasterio.open(real_data / "berlin/Berlin_S2_2024-10-24_sample.tif") as raw:
+        for i in range(len(ds)):
+            x, y = ds.centre_x[i], ds.centre_y[i]
+            patch = box(x - 160, y - 160, x + 160, y + 160)
+            shares = polygons.intersection(patch).area / patch.area
+            best = shares.idxmax()
+            assert shares[best] >= 0.5 and int(polygons.Name[best]) == ds.y[i]
+            row, col = raw.index(x - 155, y + 155)  # upper-left pixel of the patch
+            window = Window(col, row, 32, 32)
+            np.testing.assert_array_equal(ds.x[i], raw.read(window=window).astype(np.float32))
+    assert result["rare_classes"]["val"] == [
+        c for c in ("2", "5") if result["class_counts"]["val"].get(c, 0) < 3
+    ]
+
+
+def test_so2sat_patch_locations_on_the_city_utm_grid(real_data):
+    with h5py.File(real_data / "so2sat/validation_geo.h5", "r") as geo:
+        epsg = geo["epsg"][:].ravel()
+        city = epsg == 32748  # the UTM 48S city of the validation set: Jakarta
+        coord, tfw = geo["coord"][:][city], geo["tfw"][:][city]
+    x, y = coord[:, 0], coord[:, 1]
+    # footprint from the centre +- 160 m; the tfw holds the upper-left corner and 10 m pixels
+    np.testing.assert_allclose(tfw[:, 0], x - 160, atol=1e-3)
+    np.testing.assert_allclose(tfw[:, 3], y + 160, atol=1e-3)
+    assert np.allclose(tfw[:, 1], 10) and np.allclose(np.abs(tfw[:, 5]), 10)
+    # one 10 m grid for the whole city (its Sentinel-2 scene), and the centres on its pixel corners
+    assert np.ptp(np.round((x - x[0]) / 10) * 10 - (x - x[0])) < 1e-3
+    assert np.ptp(np.round((y - y[0]) / 10) * 10 - (y - y[0])) < 1e-3
+    lon, lat = warp_transform("EPSG:32748", "EPSG:4326", x, y)
+    assert 106.3 < min(lon) and max(lon) < 107.3 and -6.7 < min(lat) and max(lat) < -5.9
+
+
+def test_so2sat_points_sample_patches_on_their_footprint(real_data, tmp_path):
+    with h5py.File(real_data / "so2sat/validation_geo.h5", "r") as geo:
+        n = geo["epsg"].shape[0]
+        coord = geo["coord"][:]
+        epsg = geo["epsg"][:].ravel()
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 17, n)
+    with h5py.File(tmp_path / "validation.h5", "w") as main:
+        main["label"] = np.eye(17)[codes]
+    os.symlink(real_data / "so2sat/validation_geo.h5", tmp_path / "validation_geo.h5")
+    labels = open_labels(tmp_path / "validation.h5", epsg=32748)
+    assert len(labels.frame) == int((epsg == 32748).sum())
+    # an embedding raster on the city's grid covering the first patch and its neighbours
+    x0, y0 = coord[epsg == 32748][0, :2]
+    transform = Affine(10, 0, x0 - 1500, 0, -10, y0 + 1500)
+    data = rng.integers(-100, 100, (4, 300, 300)).astype(np.int8)
+    with rasterio.open(tmp_path / "e.tif", "w", driver="GTiff", width=300, height=300, count=4,
+                       dtype="int8", crs="EPSG:32748", transform=transform) as dst:  # fmt: skip
+        dst.write(data)
+    result = make_dataset(
+        [CityInput("jakarta", open_source(tmp_path / "e.tif"), labels)],
+        tmp_path / "ds",
+        split=SplitConfig(method="random", buffer_m=None),
+        max_missing=0.0,
+    )
+    ds = open_dataset(tmp_path / "ds")
+    assert len(ds) == result["count"] >= 1
+    for i in range(len(ds)):
+        match = np.flatnonzero(
+            (np.abs(coord[:, 0] - ds.centre_x[i]) < 1e-3)
+            & (np.abs(coord[:, 1] - ds.centre_y[i]) < 1e-3)
+        )
+        assert match.size == 1 and ds.y[i] == codes[match[0]] + 1  # the patch sits on its point
+        col, row = ~transform * (ds.centre_x[i] - 160, ds.centre_y[i] + 160)
+        np.testing.assert_array_equal(
+            ds.x[i], data[:, round(row) : round(row) + 32, round(col) : round(col) + 32]
+        )
+
+
+def test_tiles_hold_rasterised_labels(demo_city, tmp_path):
+    source = open_source(demo_city.embeddings_tif)
+    labels = open_labels(demo_city.polygons, class_field="lcz")
+    result = make_dataset(
+        [CityInput("synthetica", source, labels)],
+        tmp_path / "tiles",
+        kind="tiles",
+        split=SplitConfig(method="random", buffer_m=None),
+    )
+    ds = open_dataset(tmp_path / "tiles")
+    assert ds.kind == "tiles" and ds.y.shape == (result["count"], 64, 64) and len(ds) >= 3
+    for i in range(len(ds)):
+        x, y = ds.centre_x[i], ds.centre_y[i]
+        tile_transform = Affine(10, 0, x - 320, 0, -10, y + 320)
+        np.testing.assert_array_equal(
+            ds.y[i], labels.rasterize(source.crs, tile_transform, (64, 64))
+        )
+    points = open_labels(demo_city.patches, class_field="lcz")
+    with pytest.raises(LczError, match="tiles need polygons"):
+        make_dataset([CityInput("synthetica", source, points)], tmp_path / "bad", kind="tiles")
+
+
+def test_labels_beside_the_extent_refused(demo_city, tmp_path, real_data):
+    source = open_source(demo_city.embeddings_tif)
+    berlin = open_labels(real_data / "berlin/Berlin_labels.shp", class_field="Name")
+    with pytest.raises(LczError, match="no patch of synthetica") as error:
+        make_dataset([CityInput("synthetica", source, berlin)], tmp_path / "ds")
+    assert error.value.parameter == "labels"
+    assert not (tmp_path / "ds").exists()
