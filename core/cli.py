@@ -103,6 +103,30 @@ def _plot_lcz_map(args: argparse.Namespace, progress: Progress) -> dict[str, Any
 
 
 @command(
+    "compare-lcz-maps",
+    "Agreement of an LCZ map with a reference LCZ map (default: the global LCZ map)",
+    arg("--input", required=True, help="LCZ map with codes 1-17 (e.g. a prediction)"),
+    arg("--output", required=True, help="JSON report"),
+    arg("--reference", default=None, help="reference LCZ raster (default: the global LCZ map)"),
+    arg("--reference-coding", default="auto", help="auto, lcz17 or wudapt"),
+    arg("--reference-output", default=None, help="write the clipped, styled reference here"),
+    arg("--confusion-png", default=None, help="write the confusion matrix plot here"),
+)
+def _compare_lcz_maps(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .compare import GLOBAL_LCZ_MAP, compare_lcz_maps
+
+    return compare_lcz_maps(
+        args.input,
+        args.output,
+        reference=args.reference or GLOBAL_LCZ_MAP,
+        reference_coding=args.reference_coding,
+        reference_output=args.reference_output,
+        confusion_png=args.confusion_png,
+        progress=progress,
+    )
+
+
+@command(
     "demo",
     "Write the synthetic demo city (labels, embeddings as GeoTIFF and zarr, patches, polygons)",
     arg("--output", required=True, help="folder to write the demo city into"),
@@ -112,6 +136,180 @@ def _demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .demo import make_demo_city
 
     return make_demo_city(args.output, seed=args.seed, progress=progress).as_dict()
+
+
+EMBEDDING_ARGS = (
+    arg("--embeddings", help="embedding raster: GeoTIFF, VRT, folder of tiles or zarr"),
+    arg("--source-kind", default="auto", help="auto, geotiff, zarr or aef (AlphaEarth int8)"),
+    arg("--array", default=None, help="zarr: name of the array in the group"),
+    arg(
+        "--dequantise",
+        default="quadratic",
+        help="aef: quadratic (sign(v)*(v/127.5)^2) or linear (v/127)",
+    ),
+    *EXTENT_ARGS,
+)
+SPLIT_ARGS = (
+    arg(
+        "--split-method", default="blocks", help="random, blocks, stripes, checkerboard or polygons"
+    ),
+    arg("--fractions", default="0.7,0.15,0.15", help="train,val,test shares"),
+    arg("--seed", type=int, default=0, help="random seed (same inputs + seed = same split)"),
+    arg("--block-cells", type=int, default=4, help="block/stripe size in cells"),
+    arg(
+        "--buffer",
+        type=float,
+        default=0.0,
+        help="metres kept between train and val/test cells; -1: none",
+    ),
+    arg(
+        "--split-polygons", default=None, help="polygons method: layer with train/val/test polygons"
+    ),
+    arg("--split-field", default="split", help="polygons method: field holding train, val or test"),
+)
+
+
+def _source_and_extent(args: argparse.Namespace):
+    """The embedding source named by the arguments and the extent in its CRS (None = all)."""
+    from .cities import reproject_extent
+    from .rasters import open_source
+
+    if not args.embeddings:
+        raise LczError("embeddings", "give --embeddings (or --cities for a catalogue)")
+    source = open_source(
+        args.embeddings, args.source_kind, array=args.array, dequantise=args.dequantise
+    )
+    extent = args.extent
+    if extent is not None and args.extent_crs:
+        extent = reproject_extent(extent, args.extent_crs, source.crs)
+    return source, extent
+
+
+def _split_config(args: argparse.Namespace):
+    """The split settings named by the arguments."""
+    from .sampling import SplitConfig
+
+    try:
+        fractions = tuple(float(v) for v in args.fractions.split(","))
+    except ValueError:
+        raise LczError("fractions", f"{args.fractions!r} is not 'train,val,test'") from None
+    return SplitConfig(
+        method=args.split_method,
+        fractions=fractions,  # type: ignore[arg-type]
+        seed=args.seed,
+        block_cells=args.block_cells,
+        buffer_m=None if args.buffer < 0 else args.buffer,
+        polygons=args.split_polygons,
+        split_field=args.split_field,
+    )
+
+
+@command(
+    "create-grid",
+    "Write a grid of cells aligned to the embeddings, with each cell's split, as a GeoPackage",
+    *EMBEDDING_ARGS,
+    arg("--output", required=True, help="output GeoPackage (cell_id, row, col, split)"),
+    arg("--cell-size", type=int, default=32, help="cell side in pixels (32 patches, 64 tiles)"),
+    *SPLIT_ARGS,
+)
+def _create_grid(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .sampling import grid_with_splits
+
+    source, extent = _source_and_extent(args)
+    with source:
+        return grid_with_splits(source, args.output, extent, args.cell_size, _split_config(args))
+
+
+@command(
+    "sample-patches",
+    "Cut labelled patches (or tiles) from embeddings, split them leak-free, write a dataset",
+    *EMBEDDING_ARGS,
+    arg("--labels", help="labels: polygons, points, KMZ/KML, So2Sat .h5 or an LCZ raster"),
+    arg("--label-kind", default="auto", help="auto, polygons, points, kml, so2sat or raster"),
+    arg("--class-field", default=None, help="field holding the LCZ class (vector labels)"),
+    arg("--coding", default="auto", help="auto, lcz17 or wudapt (1-10, 101-107)"),
+    arg("--mapping", default="", help="explicit 'from:to,...' class mapping (to: 1-17 or A-G)"),
+    arg("--epsg", type=int, default=None, help="So2Sat: the EPSG code of the city to take"),
+    arg("--cities", default=None, help="city catalogue (TOML) instead of --embeddings/--labels"),
+    arg("--city", default=None, help="comma-separated city names from --cities (default: all)"),
+    arg("--output", required=True, help="output dataset folder"),
+    arg("--kind", default="patches", help="patches (one class each) or tiles (label rasters)"),
+    arg("--patch-size", type=int, default=None, help="pixels a side (default 32, tiles 64)"),
+    arg("--min-share", type=float, default=None, help="share of a patch its class must cover"),
+    arg("--max-missing", type=float, default=0.5, help="largest share of missing pixels kept"),
+    arg("--min-count", type=int, default=10, help="name classes with fewer samples per split"),
+    arg("--grid-output", default=None, help="optional GeoPackage of the used cells and splits"),
+    *SPLIT_ARGS,
+)
+def _sample_patches(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from pathlib import Path
+
+    from .labels import open_labels
+    from .lcz import parse_mapping
+    from .sampling import CityInput, make_dataset
+
+    mapping = parse_mapping(args.mapping) if args.mapping else None
+    if args.cities:
+        from .cities import load_catalogue
+
+        catalogue = load_catalogue(args.cities)
+        names = args.city.split(",") if args.city else list(catalogue)
+        cities = []
+        for name in names:
+            city = catalogue[name.strip()]
+            source = city.open_embeddings()
+            settings = city.label_settings()
+            options = {k: v for k, v in settings.items() if k in ("class_field", "coding", "epsg")}
+            labels = open_labels(
+                settings["path"], settings.get("kind", "auto"), progress=progress, **options
+            )
+            cities.append(CityInput(city.name, source, labels, city.extent_in(source.crs)))
+    else:
+        source, extent = _source_and_extent(args)
+        if not args.labels:
+            raise LczError("labels", "give --labels (or --cities for a catalogue)")
+        labels = open_labels(
+            args.labels, args.label_kind, args.class_field, args.coding, mapping,
+            epsg=args.epsg, progress=progress,
+        )  # fmt: skip
+        cities = [CityInput(Path(args.embeddings).stem, source, labels, extent)]
+    return make_dataset(
+        cities,
+        args.output,
+        kind=args.kind,
+        patch_size=args.patch_size,
+        split=_split_config(args),
+        min_share=args.min_share,
+        max_missing=args.max_missing,
+        min_count=args.min_count,
+        grid_output=args.grid_output,
+        progress=progress,
+    )
+
+
+@command(
+    "rasterize-labels",
+    "Rasterise LCZ labels (polygons, KMZ, LCZ raster) onto the embeddings' pixel grid",
+    *EMBEDDING_ARGS,
+    arg("--labels", required=True, help="labels: polygons, KMZ/KML or an LCZ raster"),
+    arg("--label-kind", default="auto", help="auto, polygons, kml or raster"),
+    arg("--class-field", default=None, help="field holding the LCZ class (vector labels)"),
+    arg("--coding", default="auto", help="auto, lcz17 or wudapt (1-10, 101-107)"),
+    arg("--output", required=True, help="output LCZ GeoTIFF (styled, 0 = unlabelled)"),
+)
+def _rasterize_labels(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .grid import make_grid
+    from .labels import open_labels, rasterize_to_file
+
+    source, extent = _source_and_extent(args)
+    with source:
+        grid = make_grid(source, extent, cell_px=1)
+    labels = open_labels(
+        args.labels, args.label_kind, args.class_field, args.coding, progress=progress
+    )
+    return rasterize_to_file(
+        labels, args.output, grid.crs, grid.transform, grid.cols, grid.rows, progress=progress
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

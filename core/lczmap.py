@@ -101,17 +101,13 @@ def clip_window(dataset, extent, extent_crs: str | None):
     return window
 
 
-def _row_blocks(window) -> list:
+def row_blocks(width: int, height: int, col_off: int = 0, row_off: int = 0) -> list:
+    """Windows of ROWS_PER_BLOCK full-width rows covering a width x height area."""
     from rasterio.windows import Window
 
     return [
-        Window(
-            window.col_off,
-            row,
-            window.width,
-            min(ROWS_PER_BLOCK, window.row_off + window.height - row),
-        )
-        for row in range(int(window.row_off), int(window.row_off + window.height), ROWS_PER_BLOCK)
+        Window(col_off, row, width, min(ROWS_PER_BLOCK, row_off + height - row))
+        for row in range(row_off, row_off + height, ROWS_PER_BLOCK)
     ]
 
 
@@ -158,7 +154,9 @@ def import_lcz_map(
             )
         with _warped(src, target_crs, resolution) as dataset:
             window = clip_window(dataset, extent, extent_crs)
-            blocks = _row_blocks(window)
+            blocks = row_blocks(
+                int(window.width), int(window.height), int(window.col_off), int(window.row_off)
+            )
             scan = SubProgress(progress, 0, 30)
             present: set[int] = set()
             for block in track(blocks, scan, len(blocks), "scanning classes"):
