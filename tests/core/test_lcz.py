@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from lcz_core.lcz import (
     CLASS_BY_CODE,
     LczCodingError,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+
 from lcz_core.errors import LczError
 from lcz_core.lczmap import import_lcz_map
 from lcz_core.outputs import lcz_colormap

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+
 from lcz_core.demo import DEMO_BANDS, DEMO_SIZE, make_demo_city
 from lcz_core.lcz import CLASS_BY_CODE
 from lcz_core.plot import plot_lcz, plot_lcz_raster, save_lcz_plot
