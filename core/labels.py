@@ -342,6 +342,11 @@ def rasterize_to_file(
             progress.report(100.0 * i / len(windows), "rasterising labels")
             shape = (window.height, window.width)
             writer.write(labels.rasterize(crs, window_transform(window, transform), shape), window)
+        if not writer.codes_present:  # raised inside the block: no empty file is left behind
+            raise LczError(
+                "labels",
+                f"{labels.name} has no label inside the output grid; check the extent and the labels' CRS",
+            )
         counts = {str(c): int(writer.counts[c]) for c in writer.codes_present}
     progress.report(100.0, "rasterised")
     return {"output": str(output), "labelled_pixels": sum(counts.values()), "class_pixels": counts}

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from lcz_core.datasets import SPLIT_CODES, Batch, open_dataset, write_dataset
 from lcz_core.errors import LczError
 

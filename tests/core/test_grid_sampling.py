@@ -10,6 +10,10 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window
+from shapely.geometry import box
+
 from lcz_core.datasets import open_dataset
 from lcz_core.errors import LczError
 from lcz_core.grid import make_grid
@@ -22,9 +26,6 @@ from lcz_core.sampling import (
     grid_with_splits,
     make_dataset,
 )
-from rasterio.warp import transform as warp_transform
-from rasterio.windows import Window
-from shapely.geometry import box
 
 
 def test_grid_snaps_to_the_pixel_grid_and_refuses_extent_outside(demo_city):
@@ -222,3 +223,29 @@ def test_labels_beside_the_extent_refused(demo_city, tmp_path, real_data):
         make_dataset([CityInput("synthetica", source, berlin)], tmp_path / "ds")
     assert error.value.parameter == "labels"
     assert not (tmp_path / "ds").exists()
+
+
+def test_command_line_writes_grid_and_dataset(demo_city, tmp_path, capsys):
+    import json
+
+    from lcz_core.cli import main
+
+    common = ["--embeddings", str(demo_city.embeddings_tif), "--seed", "3"]
+    assert (
+        main(["create-grid", *common, "--output", str(tmp_path / "g.gpkg"), "--cell-size", "64"])
+        == 0
+    )
+    grid = json.loads(capsys.readouterr().out)
+    assert grid["cells"] == 64 and len(gpd.read_file(tmp_path / "g.gpkg")) == 64
+    args = ["sample-patches", *common, "--labels", str(demo_city.polygons), "--class-field", "lcz"]
+    args += ["--min-share", "0.2"]  # the demo polygons are 160 m squares
+    assert (
+        main(
+            [*args, "--output", str(tmp_path / "ds"), "--split-method", "random", "--buffer", "-1"]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["count"] == len(open_dataset(tmp_path / "ds")) > 0
+    assert main([*args, "--output", str(tmp_path / "bad"), "--class-field", "nope"]) == 1
+    assert "class_field: " in capsys.readouterr().err

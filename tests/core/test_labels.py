@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from lcz_core.errors import LczError
-from lcz_core.labels import open_labels, rasterize_to_file
 from rasterio.crs import CRS
 from shapely.geometry import box
+
+from lcz_core.errors import LczError
+from lcz_core.labels import open_labels, rasterize_to_file
 
 
 def test_melbourne_kmz_folders_become_classes(real_data):
@@ -100,3 +101,11 @@ def test_european_lcz_raster_nan_nodata(real_data):
         raw, crs, transform, shape = ds.read(1), ds.crs, ds.transform, ds.shape
     out = labels.rasterize(crs, transform, shape)
     np.testing.assert_array_equal(out, np.nan_to_num(raw, nan=0).astype(np.uint8))
+
+
+def test_rasterising_labels_far_from_the_grid_refused(real_data, tmp_path):
+    labels = open_labels(real_data / "melbourne/melbourne_2016_JamesBennie.kmz")
+    transform = Affine(10, 0, 384040, 0, -10, 5820320)  # Berlin
+    with pytest.raises(LczError, match="no label inside the output grid"):
+        rasterize_to_file(labels, tmp_path / "l.tif", CRS.from_epsg(32633), transform, 50, 50)
+    assert list(tmp_path.iterdir()) == []

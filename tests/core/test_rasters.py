@@ -8,6 +8,8 @@ import pytest
 import rasterio
 import zarr
 from affine import Affine
+from rasterio.windows import Window
+
 from lcz_core.cities import extent_to_utm, load_catalogue, reproject_extent, utm_crs_for
 from lcz_core.errors import LczError
 from lcz_core.rasters import (
@@ -17,7 +19,6 @@ from lcz_core.rasters import (
     open_source,
     tessera_source,
 )
-from rasterio.windows import Window
 
 BERLIN_TIF = "berlin/Berlin_S2_2024-10-24_sample.tif"
 
