@@ -184,3 +184,27 @@ def test_not_a_raster_is_refused(lcz_provider, tmp_path):
     text.write_text("hello")
     with pytest.raises(QgsProcessingException, match="INPUT"):
         processing.run("lcz:importlczmap", {"INPUT": str(text), "OUTPUT": str(tmp_path / "o.tif")})
+
+
+def test_compare_with_reference_writes_report_and_styled_reference(
+    lcz_provider, demo_city, tmp_path
+):
+    import processing
+    from qgis.core import QgsRasterLayer
+
+    result = processing.run(
+        "lcz:comparelczmaps",
+        {
+            "INPUT": str(demo_city.labels),
+            "REFERENCE": str(demo_city.reference),
+            "REFERENCE_OUTPUT": str(tmp_path / "reference.tif"),
+            "OUTPUT": str(tmp_path / "agreement.json"),
+            "CONFUSION": str(tmp_path / "confusion.png"),
+        },
+    )
+    report = json.loads((tmp_path / "agreement.json").read_text())
+    assert result["OA"] == pytest.approx(report["metrics"]["oa"]) and 0.75 < result["OA"] < 0.9
+    assert result["OA_W"] >= result["OA"]
+    layer = QgsRasterLayer(result["REFERENCE_OUTPUT"], "reference")
+    assert layer.isValid() and layer.renderer().type() == "paletted"
+    assert (tmp_path / "confusion.png").is_file()
