@@ -1,0 +1,455 @@
+"""Training: seeded, deterministic on a CPU, early-stopped, checkpointed, cancellable.
+
+`train` fits a patch classifier (patch datasets) or a U-Net (tile datasets) and writes a run folder:
+`experiment.toml` (everything the run needs; `train_experiment` on it reproduces the run),
+`log.csv` (one row per epoch), `curves.png` and `model.safetensors` (the best epoch so far, written
+after every improvement, so a cancelled run leaves the last good checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomllib
+import torch
+from torch import nn
+
+from .datasets import SPLIT_CODES, PatchDataset, open_dataset
+from .errors import LczError
+from .lcz import CODES, NUM_CLASSES
+from .metrics import confusion_matrix, lcz_metrics
+from .models import (
+    DEFAULT_ARCHITECTURE,
+    STEMS,
+    LczModel,
+    create_model,
+    library_versions,
+    prepare_inputs,
+    save_model,
+)
+from .outputs import atomic_path, write_text_atomic
+from .progress import Progress, SubProgress
+
+CLASS_WEIGHTINGS = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
+SUMMARY_KEYS = ("n", "oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
+LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_oa", "val_macro_f1", "lr", "seconds")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run besides the data."""
+
+    task: str = "patch"
+    architecture: str = ""  # "" = the task's default (resnet10t, unet)
+    width: int = 16
+    stem: str = "1x1"
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    patience: int = 5
+    class_weighting: str = "sqrt"
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # 0 = torch's default
+
+    def __post_init__(self) -> None:
+        if not self.architecture:
+            self.architecture = DEFAULT_ARCHITECTURE.get(self.task, "")
+        checks = [
+            ("task", self.task in DEFAULT_ARCHITECTURE, "use patch or segmentation"),
+            ("stem", self.stem in STEMS, f"use one of {', '.join(STEMS)}"),
+            ("epochs", self.epochs >= 1, "give at least 1"),
+            ("batch_size", self.batch_size >= 2, "give at least 2"),
+            ("learning_rate", self.learning_rate > 0, "give a positive number"),
+            ("patience", self.patience >= 1, "give at least 1"),
+            ("width", self.width >= 4, "give at least 4"),
+            ("device", self.device in ("auto", "cpu", "cuda"), "use auto, cpu or cuda"),
+            (
+                "class_weighting",
+                self.class_weighting in CLASS_WEIGHTINGS,
+                f"use one of {', '.join(CLASS_WEIGHTINGS)}",
+            ),
+        ]
+        for name, ok, fix in checks:
+            if not ok:
+                raise LczError(name, f"{getattr(self, name)!r} is not valid; {fix}")
+
+
+def read_experiment(path: str | os.PathLike) -> tuple[Path, Path, TrainConfig]:
+    """Read an experiment file: top-level `dataset` and `output`, and a [train] table."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise LczError("experiment", f"cannot read {path}: {error}") from None
+    for key in ("dataset", "output"):
+        if key not in data:
+            raise LczError("experiment", f"{path} lacks the top-level key {key!r}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(data.get("train", {})) - known)
+    if unknown:
+        raise LczError(
+            "experiment",
+            f"{path}: unknown [train] keys {', '.join(unknown)}; known: {sorted(known)}",
+        )
+    base = path.resolve().parent  # relative paths are relative to the experiment file
+    return base / data["dataset"], base / data["output"], TrainConfig(**data.get("train", {}))
+
+
+def experiment_toml(
+    dataset: str | os.PathLike, output: str | os.PathLike, config: TrainConfig
+) -> str:
+    """The text of an experiment file for a run (absolute paths, all settings spelled out)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return repr(v)
+
+    lines = [
+        "# lcz_core training experiment: `python -m lcz_core train-experiment --experiment <this>`",
+        f"dataset = {value(str(Path(dataset).resolve()))}",
+        f"output = {value(str(Path(output).resolve()))}",
+        "",
+        "[train]",
+    ]
+    lines += [f"{k} = {value(v)}" for k, v in asdict(config).items()]
+    return "\n".join(lines) + "\n"
+
+
+def train_experiment(path: str | os.PathLike, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the experiment a TOML file describes."""
+    dataset, output, config = read_experiment(path)
+    return train(dataset, output, config, progress)
+
+
+@contextlib.contextmanager
+def _deterministic(config: TrainConfig) -> Iterator[None]:
+    """Seed torch and ask for deterministic kernels for the run; restore the settings after."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(threads)
+
+
+@dataclass
+class Split:
+    """The samples of one split, in memory: raw x (NaN = missing), y codes, city indices."""
+
+    x: np.ndarray
+    y: np.ndarray
+    city: np.ndarray
+
+
+def load_splits(dataset: PatchDataset, progress: Progress) -> tuple[dict[str, Split], dict]:
+    """Read train, val and test into memory block by block; per-band mean/std of train."""
+    split = dataset.split[:]
+    n = len(split)
+    block = max(1, int(dataset.x.chunks[0]))
+    parts: dict[str, list] = {name: [] for name in SPLIT_CODES}
+    bands = int(dataset.x.shape[1])
+    total = np.zeros(bands)
+    squares = np.zeros(bands)
+    count = np.zeros(bands)
+    for start in range(0, n, block):
+        progress.report(100.0 * start / n, "reading the dataset")
+        stop = min(n, start + block)
+        x = np.asarray(dataset.x[start:stop], dtype=np.float32)
+        y = np.asarray(dataset.y[start:stop])
+        city = np.asarray(dataset.city[start:stop])
+        for name, code in SPLIT_CODES.items():
+            chosen = split[start:stop] == code
+            if chosen.any():
+                parts[name].append((x[chosen], y[chosen], city[chosen]))
+        train = x[split[start:stop] == SPLIT_CODES["train"]].astype(np.float64)
+        total += np.nansum(train, axis=(0, 2, 3))
+        squares += np.nansum(train**2, axis=(0, 2, 3))
+        count += np.isfinite(train).sum(axis=(0, 2, 3))
+    splits = {}
+    for name, items in parts.items():
+        if items:
+            splits[name] = Split(*(np.concatenate(a) for a in zip(*items, strict=True)))
+    if "train" not in splits or "val" not in splits:
+        raise LczError(
+            "dataset",
+            f"{dataset.folder} needs train and validation samples (splits present: "
+            f"{', '.join(splits) or 'none'}); rebuild it with a validation fraction above 0",
+        )
+    mean = total / np.maximum(count, 1)
+    std = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0))
+    std = np.where(std > 1e-8, std, 1.0)  # a constant band stays 0 after normalising
+    return splits, {
+        "mean": mean.astype(np.float32).tolist(),
+        "std": std.astype(np.float32).tolist(),
+    }
+
+
+def class_weights(y: np.ndarray, weighting: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class counts (17) of labels 1-17 and loss weights (N / (K n_c))^p; 0 for absent classes."""
+    counts = np.bincount(y.ravel(), minlength=NUM_CLASSES + 1)[1 : NUM_CLASSES + 1]
+    present = counts > 0
+    weights = np.zeros(NUM_CLASSES)
+    share = counts[present].sum() / (present.sum() * counts[present])
+    weights[present] = share ** CLASS_WEIGHTINGS[weighting]
+    return counts, weights
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, ops: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one of the 8 flips/rotations (ops: 0-7 per sample) to x (and y when it is per-pixel)."""
+    x, y = x.clone(), y.clone()
+    pixel_labels = y.ndim == 3
+    for op in np.unique(ops):
+        chosen = torch.from_numpy(np.flatnonzero(ops == op))
+        xs = torch.rot90(x[chosen], int(op % 4), dims=(2, 3))
+        ys = torch.rot90(y[chosen], int(op % 4), dims=(1, 2)) if pixel_labels else None
+        if op >= 4:
+            xs = torch.flip(xs, dims=(3,))
+            ys = torch.flip(ys, dims=(2,)) if pixel_labels else None
+        x[chosen] = xs
+        if pixel_labels:
+            y[chosen] = ys
+    return x, y
+
+
+def summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalar measures of a metrics dict (no per-class table)."""
+    return {k: metrics[k] for k in SUMMARY_KEYS}
+
+
+def _pick_device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise LczError("device", "cuda was asked for but no GPU is available; use auto or cpu")
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def _evaluate(
+    model: LczModel, data: Split, loss_fn: nn.Module, batch_size: int, device: torch.device
+) -> tuple[float, dict[str, Any]]:
+    """Mean loss and LCZ metrics of a model on in-memory samples."""
+    model.network.eval()
+    loss_sum, predictions = 0.0, []
+    with torch.no_grad():
+        for start in range(0, len(data.x), batch_size):
+            x = data.x[start : start + batch_size]
+            y = torch.from_numpy(data.y[start : start + batch_size].astype(np.int64) - 1)
+            inputs = torch.from_numpy(prepare_inputs(x, model.mean, model.std)).to(device)
+            logits = model.network(inputs.contiguous(memory_format=torch.channels_last)).cpu()
+            loss_sum += float(loss_fn(logits, y)) * len(x)
+            predictions.append((model.softmax(logits).argmax(dim=1) + 1).to(torch.uint8).numpy())
+    loss = loss_sum / max(len(data.x), 1)
+    return loss, lcz_metrics(confusion_matrix(data.y, np.concatenate(predictions)))
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def plot_curves(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """PNG of the training curves: losses and validation accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    left.plot(epochs, [r["val_loss"] for r in rows], "o-", label="validation")
+    left.set(xlabel="epoch", ylabel="loss (class-weighted cross-entropy)", title="Loss")
+    left.legend()
+    right.plot(epochs, [r["val_oa"] for r in rows], "o-", label="OA")
+    right.plot(epochs, [r["val_macro_f1"] for r in rows], "o-", label="macro F1")
+    right.set(xlabel="epoch", ylabel="validation", ylim=(0, 1), title="Validation accuracy")
+    right.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def train(
+    dataset: str | os.PathLike,
+    output: str | os.PathLike,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train a model on a dataset folder; write the run folder `output`; return its outputs."""
+    config = config or TrainConfig()
+    progress = progress or Progress()
+    data = open_dataset(dataset)
+    expected_kind = "patches" if config.task == "patch" else "tiles"
+    if data.kind != expected_kind:
+        raise LczError(
+            "dataset",
+            f"{data.folder} holds {data.kind}; the {config.task} task trains on {expected_kind}",
+        )
+    size = int(data.manifest["patch_size"])
+    if config.task == "segmentation" and size % 8:
+        raise LczError("dataset", f"tiles of {size} px; the U-Net needs a multiple of 8")
+    run = Path(output)
+    if not run.parent.is_dir():
+        raise LczError("output", f"folder {run.parent} does not exist; create it first")
+    run.mkdir(exist_ok=True)
+    paths = {
+        "experiment": run / "experiment.toml",
+        "log": run / "log.csv",
+        "curves": run / "curves.png",
+        "model": run / "model.safetensors",
+    }
+    write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
+
+    with _deterministic(config):
+        splits, normalisation = load_splits(data, SubProgress(progress, 0, 5))
+        train_split = splits["train"]
+        counts, weights = class_weights(train_split.y, config.class_weighting)
+        device = _pick_device(config)
+        manifest = data.manifest
+        train_cities = sorted({manifest["cities"][int(c)] for c in np.unique(train_split.city)})
+        metadata: dict[str, Any] = {
+            "task": config.task,
+            "architecture": config.architecture,
+            "width": config.width,
+            "stem": config.stem,
+            "band_count": int(manifest["band_count"]),
+            "band_names": manifest["band_names"],
+            "embedding_source": manifest["embedding_source"],
+            "normalisation": normalisation,
+            "classes": [c for c, n in zip(CODES, counts, strict=True) if n > 0],
+            "class_counts": {str(c): int(n) for c, n in zip(CODES, counts, strict=True) if n},
+            "patch_size": size,
+            "pixel_size": manifest["pixel_size"],
+            "crs": manifest.get("crs"),
+            "training_cities": train_cities,
+            "dataset": str(data.folder.resolve()),
+            "config": asdict(config),
+            "library_versions": library_versions(),
+        }
+        network = create_model(metadata).to(device).to(memory_format=torch.channels_last)
+        model = LczModel(network, metadata)
+        loss_fn = nn.CrossEntropyLoss(
+            weight=torch.tensor(weights, dtype=torch.float32, device=device), ignore_index=-1
+        )
+        optimiser = torch.optim.AdamW(
+            network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        n = len(train_split.x)
+        steps_per_epoch = max(1, n // config.batch_size + (n % config.batch_size >= 2))
+        total_steps = steps_per_epoch * config.epochs
+        warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+        rng = np.random.default_rng(config.seed)
+        rows: list[dict[str, Any]] = []
+        best: dict[str, Any] = {"loss": math.inf, "epoch": 0, "state": None, "metrics": None}
+        train_progress = SubProgress(progress, 5, 95)
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            network.train()
+            order = rng.permutation(n)
+            ops = rng.integers(0, 8, size=n) if config.augment else np.zeros(n, dtype=np.int64)
+            seen, loss_sum = 0, 0.0
+            for step in range(steps_per_epoch):
+                chosen = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
+                x = torch.from_numpy(prepare_inputs(train_split.x[chosen], model.mean, model.std))
+                y = torch.from_numpy(train_split.y[chosen].astype(np.int64) - 1)
+                x, y = augment(x, y, ops[chosen])
+                x = x.to(device).contiguous(memory_format=torch.channels_last)
+                loss = loss_fn(network(x), y.to(device))
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                scheduler.step()
+                seen += len(chosen)
+                loss_sum += loss.item() * len(chosen)
+                done = (epoch - 1 + (step + 1) / steps_per_epoch) / config.epochs
+                train_progress.report(
+                    100.0 * done,
+                    f"epoch {epoch}/{config.epochs} batch {step + 1}/{steps_per_epoch} "
+                    f"loss {loss.item():.3f}",
+                )
+            val_loss, val_metrics = _evaluate(model, splits["val"], loss_fn, 256, device)
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": round(loss_sum / max(seen, 1), 6),
+                    "val_loss": round(val_loss, 6),
+                    "val_oa": _round(val_metrics["oa"]),
+                    "val_macro_f1": _round(val_metrics["macro_f1"]),
+                    "lr": float(f"{scheduler.get_last_lr()[0]:.6g}"),
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            )
+            _write_log(paths["log"], rows)
+            progress.log(
+                f"epoch {epoch}: train loss {rows[-1]['train_loss']}, val loss "
+                f"{rows[-1]['val_loss']}, val OA {rows[-1]['val_oa']}, "
+                f"macro F1 {rows[-1]['val_macro_f1']}"
+            )
+            if val_loss < best["loss"]:
+                best = {
+                    "loss": val_loss,
+                    "epoch": epoch,
+                    "state": {k: v.detach().clone() for k, v in network.state_dict().items()},
+                    "metrics": {"val": summary(val_metrics)},
+                }
+                metadata.update(epoch=epoch, metrics=best["metrics"])
+                save_model(paths["model"], network, metadata)
+            elif epoch - best["epoch"] >= config.patience:
+                progress.log(f"early stop: no better validation loss since epoch {best['epoch']}")
+                break
+
+        network.load_state_dict(best["state"])
+        metrics = dict(best["metrics"])
+        if "test" in splits:
+            progress.report(96, "test split")
+            metrics["test"] = summary(_evaluate(model, splits["test"], loss_fn, 256, device)[1])
+        metadata.update(epoch=best["epoch"], metrics=metrics)
+        save_model(paths["model"], network, metadata)
+        plot_curves(rows, paths["curves"])
+        progress.report(100, "done")
+    return {
+        **{k: str(v) for k, v in paths.items()},
+        "run_folder": str(run),
+        "epochs_run": len(rows),
+        "best_epoch": best["epoch"],
+        "device": str(device),
+        "metrics": metrics,
+    }

@@ -1,0 +1,202 @@
+"""Real training on small data: beats the majority class, reproducible, checkpointed, cancellable."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lcz_core.datasets import open_dataset
+from lcz_core.errors import LczError
+from lcz_core.labels import open_labels
+from lcz_core.models import load_model, read_model_metadata
+from lcz_core.progress import Cancelled, Progress
+from lcz_core.rasters import open_source
+from lcz_core.sampling import CityInput, SplitConfig, make_dataset
+from lcz_core.train import (
+    TrainConfig,
+    augment,
+    class_weights,
+    read_experiment,
+    train,
+    train_experiment,
+)
+
+pytestmark = pytest.mark.slow
+FAST = {"epochs": 12, "batch_size": 16, "seed": 0}
+
+
+def make_demo_dataset(demo_city, folder, kind: str):
+    """Patches or 32 px tiles of the demo city, split in random 3 x 3-cell blocks."""
+    city = CityInput(
+        "synthetica", open_source(demo_city.embeddings_tif), open_labels(demo_city.labels)
+    )
+    split = SplitConfig(method="blocks", block_cells=3, seed=0, buffer_m=None)
+    make_dataset([city], folder, kind=kind, patch_size=32, split=split)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def patch_dataset(demo_city, tmp_path_factory):
+    return make_demo_dataset(demo_city, tmp_path_factory.mktemp("data") / "patches", "patches")
+
+
+@pytest.fixture(scope="module")
+def tile_dataset(demo_city, tmp_path_factory):
+    return make_demo_dataset(demo_city, tmp_path_factory.mktemp("data") / "tiles", "tiles")
+
+
+@pytest.fixture(scope="module")
+def patch_run(patch_dataset, tmp_path_factory):
+    return train(patch_dataset, tmp_path_factory.mktemp("runs") / "patch", TrainConfig(**FAST))
+
+
+def majority_baseline_oa(dataset) -> float:
+    """OA on the test split of always answering the training split's most frequent class."""
+    ds = open_dataset(dataset)
+    y, split = ds.y[:], ds.split[:]
+    train_y, test_y = y[split == 0], y[split == 2]
+    counts = np.bincount(train_y[train_y > 0].ravel(), minlength=18)
+    test_labelled = test_y[test_y > 0]
+    return float(np.mean(test_labelled == counts.argmax()))
+
+
+def test_patch_classifier_beats_the_majority_class(patch_dataset, patch_run):
+    baseline = majority_baseline_oa(patch_dataset)
+    test = patch_run["metrics"]["test"]
+    assert test["n"] >= 20
+    assert test["oa"] >= baseline + 0.4, (test, baseline)
+    assert test["macro_f1"] >= 0.6 and test["kappa"] >= 0.6
+
+
+def test_segmentation_beats_the_majority_class(tile_dataset, tmp_path):
+    run = train(tile_dataset, tmp_path / "seg", TrainConfig(task="segmentation", **FAST))
+    baseline = majority_baseline_oa(tile_dataset)
+    test = run["metrics"]["test"]
+    assert test["n"] > 10_000  # pixels
+    assert test["oa"] >= baseline + 0.4, (test, baseline)
+    assert read_model_metadata(run["model"])["architecture"] == "unet"
+
+
+def test_rerunning_the_experiment_file_gives_identical_weights_and_metrics(patch_run, tmp_path):
+    dataset, output, config = read_experiment(patch_run["experiment"])
+    assert output.name == "patch" and config == TrainConfig(**FAST)
+    again = train(dataset, tmp_path / "again", config)
+    assert again["metrics"] == patch_run["metrics"]
+    first, second = load_file(patch_run["model"]), load_file(again["model"])
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+    def rows(path):
+        with open(path, newline="") as f:
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+
+    assert rows(patch_run["log"]) == rows(again["log"])
+
+
+def test_run_folder_and_model_metadata(patch_dataset, patch_run):
+    manifest = open_dataset(patch_dataset).manifest
+    with open(patch_run["log"], newline="") as f:
+        log = list(csv.DictReader(f))
+    assert len(log) == patch_run["epochs_run"] and log[0]["epoch"] == "1"
+    assert open(patch_run["curves"], "rb").read(4) == b"\x89PNG"
+    meta = load_model(patch_run["model"]).metadata
+    assert meta["architecture"] == "resnet10t" and meta["task"] == "patch"
+    assert meta["band_count"] == 64 and meta["band_names"] == manifest["band_names"]
+    assert meta["embedding_source"] == manifest["embedding_source"]
+    assert len(meta["normalisation"]["mean"]) == len(meta["normalisation"]["std"]) == 64
+    assert meta["classes"] == sorted(int(c) for c in manifest["class_counts"]["train"])
+    assert meta["patch_size"] == 32 and meta["pixel_size"] == 10.0
+    assert meta["training_cities"] == ["synthetica"]
+    assert meta["metrics"] == patch_run["metrics"] and meta["epoch"] == patch_run["best_epoch"]
+    assert {"torch", "timm", "numpy", "lcz_core"} <= set(meta["library_versions"])
+    assert meta["config"]["seed"] == 0
+
+
+class CancelAt(Progress):
+    """Cancels the run when a progress message mentions `marker`."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def _emit(self, percent: float, message: str | None) -> None:
+        if message and self.marker in message:
+            self.cancel()
+
+
+def test_cancel_leaves_the_last_good_checkpoint(patch_dataset, tmp_path):
+    config = TrainConfig(epochs=5, batch_size=16, patience=5)
+    with pytest.raises(Cancelled):
+        train(patch_dataset, tmp_path / "run", config, CancelAt("epoch 2/5 batch 3/"))
+    model = load_model(tmp_path / "run" / "model.safetensors")
+    assert model.metadata["epoch"] == 1 and "val" in model.metadata["metrics"]
+    x = open_dataset(patch_dataset).x[:4]
+    codes, _ = model.predict(np.asarray(x))
+    assert set(codes.tolist()) <= set(model.metadata["classes"])
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+    assert not list((tmp_path / "run").glob(".*partial*"))
+
+
+def test_class_weights():
+    counts, weights = class_weights(np.array([1, 1, 1, 2], np.uint8), "balanced")
+    assert counts[0] == 3 and counts[1] == 1 and counts[2:].sum() == 0
+    np.testing.assert_allclose(weights[:2], [4 / 6, 2.0])
+    assert np.all(weights[2:] == 0)  # absent classes
+    np.testing.assert_allclose(
+        class_weights(np.array([1, 1, 1, 2]), "sqrt")[1][:2], [(2 / 3) ** 0.5, 2**0.5]
+    )
+    np.testing.assert_allclose(class_weights(np.array([1, 1, 1, 2]), "none")[1][:2], [1, 1])
+    # tiles: unlabelled pixels (0) do not count
+    assert class_weights(np.array([[0, 0], [3, 3]]), "none")[0][2] == 2
+
+
+def test_augment_moves_pixels_and_labels_together():
+    y = torch.arange(16).reshape(1, 4, 4).repeat(8, 1, 1)
+    x = torch.stack([y.float(), -y.float()], dim=1)  # band 0 = label, band 1 = -label
+    ops = np.arange(8)
+    xa, ya = augment(x, y, ops)
+    assert torch.equal(xa[:, 0], ya.float()) and torch.equal(xa[:, 1], -ya.float())
+    variants = {tuple(ya[i].flatten().tolist()) for i in range(8)}
+    assert len(variants) == 8  # the 8 symmetries of the square are all different
+    assert torch.equal(ya[0], y[0]) and torch.equal(ya[1], torch.rot90(y[0], 1))
+    # patch labels (one per sample) stay as they are
+    xp, yp = augment(x, torch.arange(8), ops)
+    assert torch.equal(yp, torch.arange(8)) and torch.equal(xp[:, 0], ya.float())
+
+
+def test_bad_settings_name_their_parameter(patch_dataset, tile_dataset, tmp_path):
+    with pytest.raises(LczError) as error:
+        TrainConfig(epochs=0)
+    assert error.value.parameter == "epochs"
+    with pytest.raises(LczError) as error:
+        TrainConfig(class_weighting="inverse")
+    assert error.value.parameter == "class_weighting"
+    with pytest.raises(LczError, match="holds tiles"):
+        train(tile_dataset, tmp_path / "x", TrainConfig(task="patch"))
+    toml = tmp_path / "bad.toml"
+    toml.write_text('dataset = "d"\noutput = "o"\n[train]\nepochz = 3\n')
+    with pytest.raises(LczError, match="unknown \\[train\\] keys epochz") as error:
+        train_experiment(toml)
+    assert error.value.parameter == "experiment"
+
+
+def test_berlin_sentinel2_crop_and_polygons_train_end_to_end(real_data, tmp_path):
+    berlin = real_data / "berlin"
+    city = CityInput(
+        "berlin",
+        open_source(berlin / "Berlin_S2_2024-10-24_sample.tif"),
+        open_labels(berlin / "Berlin_labels.shp", class_field="Name"),
+    )
+    split = SplitConfig(method="random", fractions=(0.6, 0.2, 0.2), seed=0, buffer_m=None)
+    made = make_dataset([city], tmp_path / "tiles", kind="tiles", patch_size=32, split=split)
+    assert made["count"] >= 10
+    config = TrainConfig(task="segmentation", epochs=3, batch_size=8)
+    run = train(tmp_path / "tiles", tmp_path / "run", config)
+    meta = read_model_metadata(run["model"])
+    assert meta["band_count"] == 10 and meta["training_cities"] == ["berlin"]
+    assert meta["metrics"]["val"]["n"] > 0 and 0 <= meta["metrics"]["val"]["oa"] <= 1
