@@ -1,5 +1,7 @@
 """The base of every LCZ algorithm: ids, help and the hand-over of one step to the worker."""
 
+import json
+
 from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
 
 from ..worker import run_core
@@ -35,6 +37,11 @@ class LczAlgorithm(QgsProcessingAlgorithm):
     def run_core(self, command, arguments, feedback):
         """Run one core command in the worker and return its outputs."""
         return run_core(command, arguments, feedback)
+
+    @staticmethod
+    def as_json(value):
+        """A structured worker result as a string output."""
+        return json.dumps(value)
 
     def extent_arguments(self, parameters, name, context):
         """['--extent', 'xmin,ymin,xmax,ymax', '--extent-crs', crs] or [] when not set."""
