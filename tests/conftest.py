@@ -27,3 +27,27 @@ def demo_city(tmp_path_factory):
     from lcz_core.demo import make_demo_city
 
     return make_demo_city(tmp_path_factory.mktemp("demo_city"))
+
+
+@pytest.fixture
+def write_raster():
+    """Write a one-band GeoTIFF (EPSG:32633, 100 m pixels unless told) and return its path."""
+    import rasterio
+    from affine import Affine
+
+    def write(path, values, nodata=None, crs="EPSG:32633", pixel=100.0):
+        profile = {
+            "driver": "GTiff",
+            "dtype": values.dtype.name,
+            "count": 1,
+            "nodata": nodata,
+            "width": values.shape[1],
+            "height": values.shape[0],
+            "crs": crs,
+            "transform": Affine(pixel, 0, 400000, 0, -pixel, 5800000),
+        }
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(values, 1)
+        return path
+
+    return write

@@ -3,14 +3,12 @@
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 
 from lcz_core.errors import LczError
 from lcz_core.lczmap import import_lcz_map
 from lcz_core.outputs import lcz_colormap
 from lcz_core.progress import Cancelled, Progress
 
-UTM_100M = Affine(100, 0, 400000, 0, -100, 5800000)
 REAL_MAPS = {
     # file, expected coding, expected classes (short codes)
     "zaragoza/lcz_zaragoza.tif": (
@@ -59,28 +57,12 @@ def test_shanghai_shows_a_to_g_not_101_107(real_data, tmp_path):
     assert "LCZ 7:" not in qml  # legend lists only the classes present
 
 
-def _write(path, values, nodata, crs="EPSG:32633", transform=UTM_100M):
-    profile = {
-        "driver": "GTiff",
-        "dtype": values.dtype.name,
-        "count": 1,
-        "nodata": nodata,
-        "width": values.shape[1],
-        "height": values.shape[0],
-        "crs": crs,
-        "transform": transform,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(values, 1)
-    return path
-
-
-def test_nan_and_declared_nodata_become_zero(tmp_path):
+def test_nan_and_declared_nodata_become_zero(tmp_path, write_raster):
     values = np.full((40, 50), 14, dtype=np.float32)
     values[:5] = np.nan
     values[5:10] = -9999
     values[10:12] = 17
-    source = _write(tmp_path / "in.tif", values, nodata=-9999)
+    source = write_raster(tmp_path / "in.tif", values, nodata=-9999)
     result = import_lcz_map(source, tmp_path / "out.tif")
     assert result["nodata_pixels"] == 500
     assert result["class_counts"] == {"D": 1400, "G": 100}
@@ -114,8 +96,10 @@ def test_reproject_to_target_crs_and_resolution(real_data, tmp_path):
     assert result["nodata_pixels"] > 0 and result["class_counts"]["D"] > 4 * 1362 * 0.8
 
 
-def test_unknown_values_are_refused_naming_them(tmp_path):
-    source = _write(tmp_path / "in.tif", np.array([[1, 2], [42, 250]], dtype=np.uint8), nodata=None)
+def test_unknown_values_are_refused_naming_them(tmp_path, write_raster):
+    source = write_raster(
+        tmp_path / "in.tif", np.array([[1, 2], [42, 250]], dtype=np.uint8), nodata=None
+    )
     with pytest.raises(LczError, match=r"coding: values 42, 250 .*explicit class mapping"):
         import_lcz_map(source, tmp_path / "out.tif")
     assert not (tmp_path / "out.tif").exists()
@@ -128,18 +112,18 @@ def test_extent_outside_the_raster(real_data, tmp_path):
         import_lcz_map(real_data / "redon/redonWudapt.tif", tmp_path / "o.tif", extent=(0, 0, 1, 1))
 
 
-def test_not_a_raster_and_unwritable_output(tmp_path):
+def test_not_a_raster_and_unwritable_output(tmp_path, write_raster):
     text = tmp_path / "notes.tif"
     text.write_text("not a raster")
     with pytest.raises(LczError, match="input: .*not a raster"):
         import_lcz_map(text, tmp_path / "o.tif")
-    source = _write(tmp_path / "in.tif", np.ones((4, 4), np.uint8), nodata=0)
+    source = write_raster(tmp_path / "in.tif", np.ones((4, 4), np.uint8), nodata=0)
     with pytest.raises(LczError, match="output: folder .*does not exist"):
         import_lcz_map(source, tmp_path / "missing" / "o.tif")
 
 
-def test_probability_band_is_refused(tmp_path):
-    source = _write(tmp_path / "p.tif", np.full((4, 4), 0.5, np.float32), nodata=None)
+def test_probability_band_is_refused(tmp_path, write_raster):
+    source = write_raster(tmp_path / "p.tif", np.full((4, 4), 0.5, np.float32), nodata=None)
     with pytest.raises(LczError, match="band: .*non-integer"):
         import_lcz_map(source, tmp_path / "o.tif")
 

@@ -4,8 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
 
 REAL_MAPS = {
     "zaragoza/lcz_zaragoza.tif": ("lcz17", "2,3,5,6,8,9,A,B,C,D,E,F,G"),
@@ -112,28 +110,14 @@ def test_import_then_plot_as_a_saved_model(lcz_provider, real_data, tmp_path):
     assert png.is_file() and png.stat().st_size > 10_000
 
 
-def _raster(path, values, nodata=None):
-    profile = {
-        "driver": "GTiff",
-        "dtype": values.dtype.name,
-        "count": 1,
-        "nodata": nodata,
-        "width": values.shape[1],
-        "height": values.shape[0],
-        "crs": "EPSG:32633",
-        "transform": Affine(10, 0, 400000, 0, -10, 5800000),
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(values, 1)
-    return str(path)
-
-
-def test_cancel_terminates_the_worker_and_leaves_no_file(lcz_provider, tmp_path):
+def test_cancel_terminates_the_worker_and_leaves_no_file(lcz_provider, tmp_path, write_raster):
     import processing
     from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
     rng = np.random.default_rng(0)
-    source = _raster(tmp_path / "big.tif", rng.integers(1, 18, size=(6000, 3000), dtype=np.uint8))
+    source = str(
+        write_raster(tmp_path / "big.tif", rng.integers(1, 18, size=(6000, 3000), dtype=np.uint8))
+    )
 
     class CancelOnFirstProgress(QgsProcessingFeedback):
         def setProgress(self, percent):  # noqa: N802 (QGIS API)
@@ -159,11 +143,11 @@ def test_cancel_terminates_the_worker_and_leaves_no_file(lcz_provider, tmp_path)
         ("unwritable", r"output: folder .*does not exist"),
     ],
 )
-def test_bad_inputs_give_clear_messages(lcz_provider, tmp_path, case, message):
+def test_bad_inputs_give_clear_messages(lcz_provider, tmp_path, case, message, write_raster):
     import processing
     from qgis.core import QgsProcessingException
 
-    source = _raster(tmp_path / "in.tif", np.array([[1, 2], [42, 250]], dtype=np.uint8))
+    source = str(write_raster(tmp_path / "in.tif", np.array([[1, 2], [42, 250]], dtype=np.uint8)))
     parameters = {"INPUT": source, "OUTPUT": str(tmp_path / "o.tif"), "MAPPING": "42:A,250:0"}
     if case == "unknown_coding":
         del parameters["MAPPING"]
