@@ -1,6 +1,9 @@
 """The `lcz` Processing provider and its settings."""
 
+from pathlib import Path
+
 from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import ALGORITHMS
 from .worker import WORKER_PYTHON_SETTING, default_worker_python
@@ -19,6 +22,9 @@ class LczProvider(QgsProcessingProvider):
 
     def name(self):
         return "Local Climate Zones"
+
+    def icon(self):
+        return QIcon(str(Path(__file__).parent / "icon.svg"))
 
     def longName(self):  # noqa: N802 (QGIS API)
         return "Local Climate Zones (LCZ) from embeddings"
