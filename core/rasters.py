@@ -61,13 +61,17 @@ class EmbeddingSource:
         window = Window(
             int(window.col_off), int(window.row_off), int(window.width), int(window.height)
         )
-        out = np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
         inner = clip_window(window, self.width, self.height)
-        if inner is not None:
-            r0, c0 = inner.row_off - window.row_off, inner.col_off - window.col_off
-            out[:, r0 : r0 + inner.height, c0 : c0 + inner.width] = self._read(inner)
+        if inner == window:  # the common case: no padding, no copy
+            out = self._read(window)
+        else:
+            out = np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
+            if inner is not None:
+                r0, c0 = inner.row_off - window.row_off, inner.col_off - window.col_off
+                out[:, r0 : r0 + inner.height, c0 : c0 + inner.width] = self._read(inner)
         mask = missing_mask(out)
-        out[:, mask] = np.nan
+        if mask.any():
+            out[:, mask] = np.nan
         self.masked_pixels += int(mask.sum())
         self.read_pixels += mask.size
         return out
@@ -178,7 +182,7 @@ class GeoTiffSource(EmbeddingSource):
         raw = self._raw(window)
         data = raw.astype(np.float32)
         if self.nodata is not None and not math.isnan(self.nodata):
-            data[raw == self.nodata] = np.nan
+            np.putmask(data, raw == self.nodata, np.nan)
         return data
 
     def close(self) -> None:
