@@ -1,0 +1,169 @@
+"""Window-by-window prediction to styled LCZ and confidence GeoTIFFs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+from lcz_core.errors import LczError
+from lcz_core.labels import open_labels
+from lcz_core.models import create_model, load_model, save_model
+from lcz_core.predict import predict_raster
+from lcz_core.progress import Cancelled, Progress
+from lcz_core.rasters import open_source
+from lcz_core.sampling import CityInput, SplitConfig, make_dataset
+from lcz_core.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def patch_model(demo_city, tmp_path_factory):
+    """A patch classifier trained briefly on the demo city."""
+    folder = tmp_path_factory.mktemp("predict")
+    city = CityInput(
+        "synthetica", open_source(demo_city.embeddings_tif), open_labels(demo_city.labels)
+    )
+    split = SplitConfig(method="blocks", block_cells=3, seed=0, buffer_m=None)
+    make_dataset([city], folder / "patches", kind="patches", patch_size=32, split=split)
+    config = TrainConfig(epochs=12, batch_size=16)
+    return train(folder / "patches", folder / "run", config)["model"]
+
+
+def _random_model(path, task: str, bands: int = 64) -> str:
+    """An untrained model file (for the mechanics of prediction, not its accuracy)."""
+    metadata = {
+        "task": task,
+        "architecture": "resnet10t" if task == "patch" else "unet",
+        "width": 8,
+        "stem": "1x1",
+        "band_count": bands,
+        "band_names": [f"A{i:02d}" for i in range(bands)],
+        "embedding_source": "synthetic demo embeddings",
+        "normalisation": {"mean": [0.0] * bands, "std": [1.0] * bands},
+        "classes": [2, 6, 11, 14],
+        "patch_size": 32,
+        "pixel_size": 10.0,
+    }
+    return str(save_model(path, create_model(metadata).eval(), metadata))
+
+
+def _write_tif(path, data: np.ndarray, pixel: float = 10.0) -> str:
+    profile = {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": data.shape[0],
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "crs": "EPSG:32633",
+        "transform": Affine(pixel, 0, 380_000, 0, -pixel, 5_825_000),
+        "nodata": float("nan"),
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(np.float32))
+    return str(path)
+
+
+def test_patch_map_at_100m_agrees_with_the_labels(demo_city, patch_model, tmp_path):
+    result = predict_raster(patch_model, demo_city.embeddings_tif, tmp_path / "lcz.tif")
+    assert result["pixel_size"] == 100.0 and (result["width"], result["height"]) == (48, 48)
+    with rasterio.open(tmp_path / "lcz.tif") as lcz, rasterio.open(demo_city.labels) as labels:
+        codes = lcz.read(1)
+        assert lcz.transform == labels.transform * Affine.scale(10)
+        assert lcz.colormap(1)[2][:3] == (209, 0, 0)  # styled: LCZ 2's colour
+        truth = labels.read(1)
+    # the 10 m labels' majority class in each 100 m cell
+    cells = truth.reshape(48, 10, 48, 10).transpose(0, 2, 1, 3).reshape(48, 48, 100)
+    majority = np.apply_along_axis(lambda v: np.bincount(v, minlength=18).argmax(), 2, cells)
+    valid = codes > 0
+    assert valid.mean() > 0.95
+    agreement = np.mean(codes[valid] == majority[valid])
+    baseline = np.mean(majority == np.bincount(majority.ravel()).argmax())
+    assert agreement >= baseline + 0.3, (agreement, baseline)
+    assert (tmp_path / "lcz.qml").is_file()
+    with rasterio.open(result["confidence"]) as conf:
+        values = conf.read(1)
+        assert conf.dtypes[0] == "float32" and conf.transform == lcz.transform
+    assert np.all((values[valid] > 0) & (values[valid] <= 1))
+
+
+def test_streamed_windows_match_patches_read_directly(demo_city, patch_model, tmp_path):
+    result = predict_raster(patch_model, demo_city.embeddings_tif, tmp_path / "lcz.tif", stride=16)
+    model = load_model(patch_model)
+    with rasterio.open(result["output"]) as lcz, rasterio.open(result["confidence"]) as conf:
+        codes, confidence = lcz.read(1), conf.read(1)
+    assert codes.shape == (30, 30)
+    # output cell (r, c) is classified from the 32 px patch centred on its 16 x 16 cell; 16
+    # output cells make one block, so (0, 15) and (16, 17) sit at block edges
+    cells = [(0, 0), (0, 15), (16, 17), (29, 29), (7, 20)]
+    with rasterio.open(demo_city.embeddings_tif) as src:
+        patches = np.stack(
+            [
+                src.read(
+                    window=Window(c * 16 - 8, r * 16 - 8, 32, 32), boundless=True, fill_value=np.nan
+                )
+                for r, c in cells
+            ]
+        )
+    expected_codes, expected_conf = model.predict(patches)
+    np.testing.assert_array_equal([codes[rc] for rc in cells], expected_codes)
+    np.testing.assert_allclose([confidence[rc] for rc in cells], expected_conf, rtol=1e-5)
+
+
+def test_cells_without_any_data_are_nodata(demo_city, tmp_path):
+    with rasterio.open(demo_city.embeddings_tif) as src:
+        data = src.read()
+    data[:, 100:200, 100:205] = np.nan  # cells 10-19 x 10-19 fully missing, 20 partly
+    tif = _write_tif(tmp_path / "gappy.tif", data)
+    # (task, output pixel in input pixels, an output pixel partly covered by the gap)
+    for task, scale, partly in (("patch", 10, (19, 20)), ("segmentation", 1, (199, 205))):
+        model = _random_model(tmp_path / f"{task}.safetensors", task)
+        result = predict_raster(model, tif, tmp_path / f"{task}.tif")
+        with rasterio.open(result["output"]) as lcz, rasterio.open(result["confidence"]) as conf:
+            codes, confidence = lcz.read(1), conf.read(1)
+        assert codes.shape == (480 // scale, 480 // scale)
+        gap = (slice(100 // scale, 200 // scale), slice(100 // scale, 200 // scale))
+        assert np.all(codes[gap] == 0) and np.all(np.isnan(confidence[gap]))
+        assert codes[partly] > 0
+        assert result["nodata_pixels"] == int((codes == 0).sum()) > 0
+        assert set(np.unique(codes)) <= {0, 2, 6, 11, 14}
+
+
+def test_band_count_mismatch_is_refused_with_a_clear_message(tmp_path):
+    model = _random_model(tmp_path / "m.safetensors", "patch", bands=64)
+    tif = _write_tif(tmp_path / "ten_bands.tif", np.zeros((10, 40, 40)))
+    with pytest.raises(LczError, match="trained on 64 bands.* has 10 bands") as error:
+        predict_raster(model, tif, tmp_path / "out.tif")
+    assert error.value.parameter == "embeddings"
+    assert "same source" in error.value.message
+    assert not (tmp_path / "out.tif").exists()
+
+
+def test_pixel_size_mismatch_is_refused(tmp_path):
+    model = _random_model(tmp_path / "m.safetensors", "patch", bands=4)
+    tif = _write_tif(tmp_path / "coarse.tif", np.ones((4, 40, 40)), pixel=30.0)
+    with pytest.raises(LczError, match="10 m pixels .* 30"):
+        predict_raster(model, tif, tmp_path / "out.tif")
+    with pytest.raises(LczError) as error:
+        predict_raster(
+            model,
+            _write_tif(tmp_path / "ok.tif", np.ones((4, 40, 40))),
+            tmp_path / "o.tif",
+            stride=40,
+        )
+    assert error.value.parameter == "stride"
+
+
+def test_cancel_leaves_no_output(demo_city, tmp_path):
+    model = _random_model(tmp_path / "m.safetensors", "segmentation")
+
+    class CancelSecond(Progress):
+        def _emit(self, percent, message):
+            if message and message.startswith("block 2/"):
+                self.cancel()
+
+    progress = CancelSecond()
+    with pytest.raises(Cancelled):
+        predict_raster(model, demo_city.embeddings_tif, tmp_path / "lcz.tif", progress=progress)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
