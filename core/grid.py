@@ -17,7 +17,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from .errors import LczError
-from .outputs import atomic_path
+from .outputs import atomic_path, split_style_qml, write_text_atomic
 from .rasters import Bounds, EmbeddingSource
 
 SPLIT_LABELS = {0: "train", 1: "val", 2: "test", -1: "excluded"}
@@ -142,8 +142,9 @@ def write_grid(
     only_used: bool = False,
     parameter: str = "output",
 ) -> Path:
-    """Write the grid as a GeoPackage of polygons (cell_id, row, col, split)."""
+    """Write the grid as a GeoPackage of polygons (cell_id, row, col, split), styled by split."""
     path = Path(path)
     with atomic_path(path, parameter) as tmp:
         grid_frame(grid, splits, only_used).to_file(tmp, driver="GPKG", layer=path.stem)
+    write_text_atomic(path.with_suffix(".qml"), split_style_qml())
     return path

@@ -96,6 +96,45 @@ def qml_style(codes: list[int]) -> str:
 """
 
 
+SPLIT_COLORS = {
+    "train": "31,120,180",
+    "val": "255,127,0",
+    "test": "227,26,28",
+    "excluded": "160,160,160",
+}
+
+
+def split_style_qml(field: str = "split") -> str:
+    """A QGIS style (.qml) colouring cells by their train/val/test split."""
+    categories = "\n".join(
+        f'      <category value="{name}" label="{name}" symbol="{i}" render="true"/>'
+        for i, name in enumerate(SPLIT_COLORS)
+    )
+    symbols = "\n".join(
+        f"""      <symbol type="fill" name="{i}" alpha="0.55" clip_to_extent="1" force_rhr="0">
+        <layer class="SimpleFill" enabled="1" pass="0" locked="0">
+          <prop k="color" v="{rgb},255"/>
+          <prop k="outline_color" v="40,40,40,255"/>
+          <prop k="outline_width" v="0.1"/>
+          <prop k="style" v="solid"/>
+        </layer>
+      </symbol>"""
+        for i, rgb in enumerate(SPLIT_COLORS.values())
+    )
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology">
+  <renderer-v2 type="categorizedSymbol" attr="{field}" symbollevels="0" enableorderby="0" forceraster="0">
+    <categories>
+{categories}
+    </categories>
+    <symbols>
+{symbols}
+    </symbols>
+  </renderer-v2>
+</qgis>
+"""
+
+
 def category_names_aux_xml() -> str:
     """GDAL PAM metadata naming the categories 0-17 (0 = nodata)."""
     names = ["nodata"] + [c.label for c in LCZ_CLASSES]

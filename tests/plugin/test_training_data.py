@@ -104,3 +104,17 @@ def test_missing_labels_field_is_a_clear_error(lcz_provider, demo_city, tmp_path
             },
         )
     assert not (tmp_path / "d").exists()
+
+
+def test_grid_opens_coloured_by_split(lcz_provider, demo_city, tmp_path):
+    import processing
+    from qgis.core import QgsVectorLayer
+
+    result = processing.run(
+        "lcz:creategrid", {**_embeddings(demo_city), "OUTPUT": str(tmp_path / "g.gpkg")}
+    )
+    layer = QgsVectorLayer(result["OUTPUT"], "grid")
+    renderer = layer.renderer()
+    assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "split"
+    colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
+    assert colours["train"] == "#1f78b4" and colours["test"] == "#e31a1c"
