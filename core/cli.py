@@ -295,17 +295,20 @@ def _sample_patches(args: argparse.Namespace, progress: Progress) -> dict[str, A
     arg("--label-kind", default="auto", help="auto, polygons, kml or raster"),
     arg("--class-field", default=None, help="field holding the LCZ class (vector labels)"),
     arg("--coding", default="auto", help="auto, lcz17 or wudapt (1-10, 101-107)"),
+    arg("--mapping", default="", help="explicit 'from:to,...' class mapping (to: 1-17 or A-G)"),
     arg("--output", required=True, help="output LCZ GeoTIFF (styled, 0 = unlabelled)"),
 )
 def _rasterize_labels(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .grid import make_grid
     from .labels import open_labels, rasterize_to_file
+    from .lcz import parse_mapping
 
     source, extent = _source_and_extent(args)
     with source:
         grid = make_grid(source, extent, cell_px=1)
+    mapping = parse_mapping(args.mapping) if args.mapping else None
     labels = open_labels(
-        args.labels, args.label_kind, args.class_field, args.coding, progress=progress
+        args.labels, args.label_kind, args.class_field, args.coding, mapping, progress=progress
     )
     return rasterize_to_file(
         labels, args.output, grid.crs, grid.transform, grid.cols, grid.rows, progress=progress
