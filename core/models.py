@@ -131,6 +131,17 @@ def create_model(metadata: dict[str, Any]) -> nn.Module:
     raise LczError("task", f"unknown task {task!r}; use one of {', '.join(TASKS)}")
 
 
+def pick_device(name: str) -> torch.device:
+    """'auto' (a GPU when present, else the CPU), 'cpu' or 'cuda'."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise LczError("device", f"unknown device {name!r}; use auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LczError("device", "cuda was asked for but no GPU is available; use auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def prepare_inputs(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Normalise (N, C, H, W) embeddings per band, then set missing (NaN) values to 0 (the mean)."""
     shape = (1, -1, 1, 1)

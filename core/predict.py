@@ -21,7 +21,7 @@ from rasterio.windows import Window
 
 from .errors import LczError
 from .lcz import CLASS_BY_CODE
-from .models import LczModel, load_model
+from .models import LczModel, load_model, pick_device
 from .outputs import LczRasterWriter, atomic_path
 from .progress import Progress
 from .rasters import EmbeddingSource, open_source
@@ -54,14 +54,6 @@ def check_source(model: LczModel, source: EmbeddingSource, progress: Progress) -
             f"band names differ from the model's ({', '.join(named[:3])}... vs "
             f"{', '.join(meta['band_names'][:3])}...): check the band order"
         )
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LczError("device", "cuda was asked for but no GPU is available; use auto or cpu")
-    return torch.device(name)
 
 
 def _patch_block(
@@ -136,7 +128,7 @@ def predict_raster(
     confidence_path = (
         Path(confidence) if confidence else output.with_name(f"{output.stem}_confidence.tif")
     )
-    run_on = _device(device)
+    run_on = pick_device(device)
     loaded.network.to(run_on)
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(open_source(embeddings, source_kind, "embeddings"))

@@ -34,6 +34,7 @@ from .models import (
     LczModel,
     create_model,
     library_versions,
+    pick_device,
     prepare_inputs,
     save_model,
 )
@@ -76,7 +77,6 @@ class TrainConfig:
             ("learning_rate", self.learning_rate > 0, "give a positive number"),
             ("patience", self.patience >= 1, "give at least 1"),
             ("width", self.width >= 4, "give at least 4"),
-            ("device", self.device in ("auto", "cpu", "cuda"), "use auto, cpu or cuda"),
             (
                 "class_weighting",
                 self.class_weighting in CLASS_WEIGHTINGS,
@@ -238,14 +238,6 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in SUMMARY_KEYS}
 
 
-def _pick_device(config: TrainConfig) -> torch.device:
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise LczError("device", "cuda was asked for but no GPU is available; use auto or cpu")
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
-
-
 def _evaluate(
     model: LczModel, data: Split, loss_fn: nn.Module, batch_size: int, device: torch.device
 ) -> tuple[float, dict[str, Any]]:
@@ -335,7 +327,7 @@ def train(
         splits, normalisation = load_splits(data, SubProgress(progress, 0, 5))
         train_split = splits["train"]
         counts, weights = class_weights(train_split.y, config.class_weighting)
-        device = _pick_device(config)
+        device = pick_device(config.device)
         manifest = data.manifest
         train_cities = sorted({manifest["cities"][int(c)] for c in np.unique(train_split.city)})
         metadata: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from safetensors.torch import load_file
 
 from lcz_core.datasets import open_dataset
 from lcz_core.errors import LczError
+from lcz_core.evaluate import evaluate_model
 from lcz_core.labels import open_labels
 from lcz_core.models import load_model, read_model_metadata
 from lcz_core.progress import Cancelled, Progress
@@ -200,3 +202,57 @@ def test_berlin_sentinel2_crop_and_polygons_train_end_to_end(real_data, tmp_path
     meta = read_model_metadata(run["model"])
     assert meta["band_count"] == 10 and meta["training_cities"] == ["berlin"]
     assert meta["metrics"]["val"]["n"] > 0 and 0 <= meta["metrics"]["val"]["oa"] <= 1
+
+
+def test_evaluation_on_the_test_split_matches_training(patch_dataset, patch_run, tmp_path):
+    result = evaluate_model(patch_run["model"], [patch_dataset], tmp_path / "eval")
+    assert result["metrics"] == patch_run["metrics"]["test"]
+    assert result["majority_baseline_oa"] == pytest.approx(majority_baseline_oa(patch_dataset))
+    record = json.loads(open(result["metrics_json"]).read())
+    assert np.array(record["confusion_matrix"]).sum() == result["metrics"]["n"]
+    page = open(result["report"]).read()
+    assert "OA_w" in page and "Bechtel" in page and 'src="confusion.png"' in page
+    assert open(result["confusion_png"], "rb").read(4) == b"\x89PNG"
+    assert result["per_city"]["synthetica"]["seen_in_training"]
+    with pytest.raises(LczError) as error:
+        evaluate_model(patch_run["model"], [patch_dataset], tmp_path / "e2", cities=["atlantis"])
+    assert error.value.parameter == "cities"
+
+
+def test_cross_city_transfer_and_per_city_metrics(demo_city, tmp_path):
+    """Train on two cities (the demo's north-west and north-east), map a third (its south)."""
+    source = open_source(demo_city.embeddings_tif)
+    left, bottom, right, top = source.bounds
+    mid_x, mid_y = (left + right) / 2, (bottom + top) / 2
+
+    def city(name, extent):
+        return CityInput(
+            name, open_source(demo_city.embeddings_tif), open_labels(demo_city.labels), extent
+        )
+
+    split = SplitConfig(method="blocks", block_cells=2, seed=0, buffer_m=None)
+    north = [
+        city("north-west", (left, mid_y, mid_x, top)),
+        city("north-east", (mid_x, mid_y, right, top)),
+    ]
+    make_dataset(north, tmp_path / "north", kind="patches", patch_size=32, split=split)
+    south = [city("south", (left, bottom, right, mid_y))]
+    make_dataset(south, tmp_path / "south", kind="patches", patch_size=32, split=split)
+    run = train(tmp_path / "north", tmp_path / "run", TrainConfig(**FAST))
+    assert read_model_metadata(run["model"])["training_cities"] == ["north-east", "north-west"]
+
+    both = evaluate_model(
+        run["model"], [tmp_path / "north", tmp_path / "south"], tmp_path / "eval", split="all"
+    )
+    assert set(both["per_city"]) == {"north-west", "north-east", "south"}
+    assert [v["seen_in_training"] for v in both["per_city"].values()] == [True, True, False]
+    assert sum(v["n"] for v in both["per_city"].values()) == both["metrics"]["n"]
+    assert (tmp_path / "eval" / "confusion_south.png").is_file()
+
+    transfer = evaluate_model(
+        run["model"], [tmp_path / "south"], tmp_path / "transfer", split="all"
+    )
+    assert transfer["metrics"] == {
+        k: v for k, v in both["per_city"]["south"].items() if k != "seen_in_training"
+    }
+    assert transfer["metrics"]["oa"] >= transfer["majority_baseline_oa"] + 0.3, transfer
