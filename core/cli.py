@@ -315,6 +315,114 @@ def _rasterize_labels(args: argparse.Namespace, progress: Progress) -> dict[str,
     )
 
 
+# Training options; None = not given, so an --experiment file's value (or the default) stands.
+TRAIN_ARGS = (
+    arg("--dataset", help="dataset folder (sample-patches); required without --experiment"),
+    arg("--output", help="run folder (config, log, curves, model); required without --experiment"),
+    arg("--experiment", help="experiment TOML file; the options given here override its values"),
+    arg("--architecture", help="timm ResNet name (patch classifier, default resnet10t) or unet"),
+    arg("--width", type=int, help="channels of the first stage (default 16)"),
+    arg("--stem", choices=("1x1", "3x3"), help="first convolution, stride 1 (default 1x1)"),
+    arg("--epochs", type=int, help="maximum number of epochs (default 30)"),
+    arg("--batch-size", type=int, help="samples per batch (default 64)"),
+    arg("--learning-rate", type=float, help="AdamW peak learning rate (default 0.002)"),
+    arg("--weight-decay", type=float, help="AdamW weight decay (default 0.01)"),
+    arg("--patience", type=int, help="epochs without a better validation loss (default 5)"),
+    arg("--class-weighting", choices=("none", "sqrt", "balanced"), help="default sqrt"),
+    arg("--augment", type=lambda v: v.lower() in ("1", "true", "yes"), help="true or false"),
+    arg("--seed", type=int, help="random seed (default 0)"),
+    arg("--device", choices=("auto", "cpu", "cuda"), help="default auto (a GPU when present)"),
+    arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)"),
+)
+
+
+def _train(args: argparse.Namespace, progress: Progress, task: str) -> dict[str, Any]:
+    from dataclasses import asdict, fields
+
+    from .train import TrainConfig, read_experiment, train
+
+    dataset = output = None
+    config = TrainConfig(task=task)
+    if args.experiment:
+        dataset, output, config = read_experiment(args.experiment)
+        if config.task != task:
+            raise LczError("experiment", f"{args.experiment} is a {config.task} experiment")
+    given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
+    config = TrainConfig(**{**asdict(config), **{k: v for k, v in given.items() if v is not None}})
+    dataset, output = args.dataset or dataset, args.output or output
+    for name, value in (("dataset", dataset), ("output", output)):
+        if value is None:
+            raise LczError(name, f"give --{name} or an --experiment file that names it")
+    return train(dataset, output, config, progress)
+
+
+@command(
+    "train-patch-classifier", "Train a ResNet patch classifier on a patch dataset", *TRAIN_ARGS
+)
+def _train_patch_classifier(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    return _train(args, progress, "patch")
+
+
+@command("train-segmentation", "Train a U-Net on a tile dataset (label 0 ignored)", *TRAIN_ARGS)
+def _train_segmentation(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    return _train(args, progress, "segmentation")
+
+
+@command(
+    "evaluate-model",
+    "Metrics of a model on datasets (overall, per city), confusion plots and an HTML report",
+    arg("--model", required=True, help="model file (.safetensors)"),
+    arg("--dataset", required=True, nargs="+", help="one or more dataset folders"),
+    arg("--output", required=True, help="folder for metrics.json, confusion PNGs, report.html"),
+    arg("--split", default="test", help="train, val, test or all (all: e.g. an unseen city)"),
+    arg("--cities", default="", help="comma-separated city names to keep (default: all)"),
+    arg("--batch-size", type=int, default=256, help="samples per batch"),
+    arg("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto"),
+)
+def _evaluate_model(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .evaluate import evaluate_model
+
+    cities = [c.strip() for c in args.cities.split(",") if c.strip()] or None
+    return evaluate_model(
+        args.model,
+        args.dataset,
+        args.output,
+        split=args.split,
+        cities=cities,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=progress,
+    )
+
+
+@command(
+    "predict",
+    "Map LCZ over an embedding raster with a model: styled LCZ GeoTIFF + confidence GeoTIFF",
+    arg("--model", required=True, help="model file (.safetensors)"),
+    arg("--embeddings", required=True, help="embedding GeoTIFF, VRT, folder of tiles or zarr"),
+    arg("--source-kind", default="auto", help="auto, geotiff, zarr or aef"),
+    arg("--output", required=True, help="output LCZ GeoTIFF"),
+    arg("--confidence", default=None, help="confidence GeoTIFF (default: <output>_confidence.tif)"),
+    arg("--stride", type=int, default=None, help="patch models: output pixel in input pixels"),
+    arg("--batch-size", type=int, default=256, help="patches per batch"),
+    arg("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto"),
+)
+def _predict(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    from .predict import predict_raster
+
+    return predict_raster(
+        args.model,
+        args.embeddings,
+        args.output,
+        args.confidence,
+        stride=args.stride,
+        source_kind=args.source_kind,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=progress,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with one sub-command per registered core step."""
     parser = argparse.ArgumentParser(prog="python -m lcz_core", description=__doc__.split("\n")[0])

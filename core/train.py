@@ -1,7 +1,7 @@
 """Training: seeded, deterministic on a CPU, early-stopped, checkpointed, cancellable.
 
 `train` fits a patch classifier (patch datasets) or a U-Net (tile datasets) and writes a run folder:
-`experiment.toml` (everything the run needs; `train_experiment` on it reproduces the run),
+`experiment.toml` (everything the run needs; training from it again reproduces the run),
 `log.csv` (one row per epoch), `curves.png` and `model.safetensors` (the best epoch so far, written
 after every improvement, so a cancelled run leaves the last good checkpoint).
 """
@@ -41,6 +41,7 @@ from .models import (
 from .outputs import atomic_path, write_text_atomic
 from .progress import Progress, SubProgress
 
+TRAIN_COMMANDS = {"patch": "train-patch-classifier", "segmentation": "train-segmentation"}
 CLASS_WEIGHTINGS = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
 SUMMARY_KEYS = ("n", "oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_oa", "val_macro_f1", "lr", "seconds")
@@ -122,7 +123,7 @@ def experiment_toml(
         return repr(v)
 
     lines = [
-        "# lcz_core training experiment: `python -m lcz_core train-experiment --experiment <this>`",
+        f"# rerun: python -m lcz_core {TRAIN_COMMANDS[config.task]} --experiment <this file>",
         f"dataset = {value(str(Path(dataset).resolve()))}",
         f"output = {value(str(Path(output).resolve()))}",
         "",

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lcz_core.cli import main
 from lcz_core.datasets import open_dataset
 from lcz_core.errors import LczError
 from lcz_core.evaluate import evaluate_model
@@ -256,3 +257,33 @@ def test_cross_city_transfer_and_per_city_metrics(demo_city, tmp_path):
         k: v for k, v in both["per_city"]["south"].items() if k != "seen_in_training"
     }
     assert transfer["metrics"]["oa"] >= transfer["majority_baseline_oa"] + 0.3, transfer
+
+
+def test_command_line_train_evaluate_predict(demo_city, patch_dataset, patch_run, tmp_path, capsys):
+    def run(*argv):
+        assert main(["--jsonl", *argv]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert lines[-1]["type"] == "result"
+        return lines[-1]["outputs"]
+
+    # the experiment file of a run, with one setting overridden on the command line
+    trained = run(
+        "train-patch-classifier", "--experiment", patch_run["experiment"],
+        "--output", str(tmp_path / "cli_run"), "--epochs", "2",
+    )  # fmt: skip
+    _, output, config = read_experiment(trained["experiment"])
+    assert output == tmp_path / "cli_run" and config == TrainConfig(**{**FAST, "epochs": 2})
+    assert trained["epochs_run"] == 2
+    evaluated = run(
+        "evaluate-model", "--model", trained["model"], "--dataset", str(patch_dataset),
+        "--output", str(tmp_path / "eval"), "--split", "val",
+    )  # fmt: skip
+    assert evaluated["metrics"] == read_model_metadata(trained["model"])["metrics"]["val"]
+    predicted = run(
+        "predict", "--model", trained["model"], "--embeddings", str(demo_city.embeddings_tif),
+        "--output", str(tmp_path / "lcz.tif"), "--stride", "32",
+    )  # fmt: skip
+    assert (predicted["width"], predicted["height"], predicted["pixel_size"]) == (15, 15, 320.0)
+    assert main(["--jsonl", "train-segmentation", "--dataset", str(patch_dataset)]) == 1
+    error = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert error["type"] == "error" and error["parameter"] == "output"
