@@ -169,35 +169,40 @@ def load_splits(dataset: PatchDataset, progress: Progress) -> tuple[dict[str, Sp
     split = dataset.split[:]
     n = len(split)
     block = max(1, int(dataset.x.chunks[0]))
-    parts: dict[str, list] = {name: [] for name in SPLIT_CODES}
-    bands = int(dataset.x.shape[1])
-    total = np.zeros(bands)
-    squares = np.zeros(bands)
-    count = np.zeros(bands)
-    for start in range(0, n, block):
-        progress.report(100.0 * start / n, "reading the dataset")
-        stop = min(n, start + block)
-        x = np.asarray(dataset.x[start:stop], dtype=np.float32)
-        y = np.asarray(dataset.y[start:stop])
-        city = np.asarray(dataset.city[start:stop])
-        for name, code in SPLIT_CODES.items():
-            chosen = split[start:stop] == code
-            if chosen.any():
-                parts[name].append((x[chosen], y[chosen], city[chosen]))
-        train = x[split[start:stop] == SPLIT_CODES["train"]].astype(np.float64)
-        total += np.nansum(train, axis=(0, 2, 3))
-        squares += np.nansum(train**2, axis=(0, 2, 3))
-        count += np.isfinite(train).sum(axis=(0, 2, 3))
-    splits = {}
-    for name, items in parts.items():
-        if items:
-            splits[name] = Split(*(np.concatenate(a) for a in zip(*items, strict=True)))
+    splits: dict[str, Split] = {}
+    for name, code in SPLIT_CODES.items():
+        size = int((split == code).sum())
+        if size:  # preallocated: the peak memory is the data itself
+            splits[name] = Split(
+                np.empty((size, *dataset.x.shape[1:]), np.float32),
+                np.empty((size, *dataset.y.shape[1:]), dataset.y.dtype),
+                np.empty(size, dataset.city.dtype),
+            )
     if "train" not in splits or "val" not in splits:
         raise LczError(
             "dataset",
             f"{dataset.folder} needs train and validation samples (splits present: "
             f"{', '.join(splits) or 'none'}); rebuild it with a validation fraction above 0",
         )
+    filled = dict.fromkeys(splits, 0)
+    bands = int(dataset.x.shape[1])
+    total, squares, count = np.zeros(bands), np.zeros(bands), np.zeros(bands)
+    for start in range(0, n, block):
+        progress.report(100.0 * start / n, "reading the dataset")
+        stop = min(n, start + block)
+        x = np.asarray(dataset.x[start:stop], dtype=np.float32)
+        y = np.asarray(dataset.y[start:stop])
+        city = np.asarray(dataset.city[start:stop])
+        for name, target in splits.items():
+            chosen = split[start:stop] == SPLIT_CODES[name]
+            k, at = int(chosen.sum()), filled[name]
+            target.x[at : at + k], target.y[at : at + k] = x[chosen], y[chosen]
+            target.city[at : at + k] = city[chosen]
+            filled[name] += k
+        train = x[split[start:stop] == SPLIT_CODES["train"]].astype(np.float64)
+        total += np.nansum(train, axis=(0, 2, 3))
+        squares += np.nansum(train**2, axis=(0, 2, 3))
+        count += np.isfinite(train).sum(axis=(0, 2, 3))
     mean = total / np.maximum(count, 1)
     std = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0))
     std = np.where(std > 1e-8, std, 1.0)  # a constant band stays 0 after normalising
