@@ -157,7 +157,7 @@ def _deterministic(config: TrainConfig) -> Iterator[None]:
 
 @dataclass
 class Split:
-    """The samples of one split, in memory: raw x (NaN = missing), y codes, city indices."""
+    """One split in memory: x (N, H, W, C: channels last, raw then normalised), y, city indices."""
 
     x: np.ndarray
     y: np.ndarray
@@ -174,7 +174,7 @@ def load_splits(dataset: PatchDataset, progress: Progress) -> tuple[dict[str, Sp
         size = int((split == code).sum())
         if size:  # preallocated: the peak memory is the data itself
             splits[name] = Split(
-                np.empty((size, *dataset.x.shape[1:]), np.float32),
+                np.empty((size, *dataset.x.shape[2:], dataset.x.shape[1]), np.float32),
                 np.empty((size, *dataset.y.shape[1:]), dataset.y.dtype),
                 np.empty(size, dataset.city.dtype),
             )
@@ -196,7 +196,8 @@ def load_splits(dataset: PatchDataset, progress: Progress) -> tuple[dict[str, Sp
         for name, target in splits.items():
             chosen = split[start:stop] == SPLIT_CODES[name]
             k, at = int(chosen.sum()), filled[name]
-            target.x[at : at + k], target.y[at : at + k] = x[chosen], y[chosen]
+            target.x[at : at + k] = x[chosen].transpose(0, 2, 3, 1)
+            target.y[at : at + k] = y[chosen]
             target.city[at : at + k] = city[chosen]
             filled[name] += k
         train = x[split[start:stop] == SPLIT_CODES["train"]].astype(np.float64)
@@ -222,21 +223,26 @@ def class_weights(y: np.ndarray, weighting: str) -> tuple[np.ndarray, np.ndarray
     return counts, weights
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, ops: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one of the 8 flips/rotations (ops: 0-7 per sample) to x (and y when it is per-pixel)."""
-    x, y = x.clone(), y.clone()
+def training_batch(
+    x: np.ndarray, y: np.ndarray, chosen: np.ndarray, ops: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples `chosen` of x (N, H, W, C) and y, each turned by its op, as training tensors.
+
+    Op 0-7 per sample: rotate by 90 degrees op % 4 times, then flip left-right when op >= 4 (the 8
+    symmetries of the square); per-pixel labels move with their pixels. Returns x as a
+    channels-last (N, C, H, W) float tensor and targets 0-16 (-1 = unlabelled).
+    """
+    out = np.empty((len(chosen), *x.shape[1:]), np.float32)
+    targets = np.empty((len(chosen), *y.shape[1:]), np.int64)
     pixel_labels = y.ndim == 3
     for op in np.unique(ops):
-        chosen = torch.from_numpy(np.flatnonzero(ops == op))
-        xs = torch.rot90(x[chosen], int(op % 4), dims=(2, 3))
-        ys = torch.rot90(y[chosen], int(op % 4), dims=(1, 2)) if pixel_labels else None
+        at = np.flatnonzero(ops == op)
+        xs, ys = np.rot90(x[chosen[at]], op % 4, axes=(1, 2)), y[chosen[at]]
+        ys = np.rot90(ys, op % 4, axes=(1, 2)) if pixel_labels else ys
         if op >= 4:
-            xs = torch.flip(xs, dims=(3,))
-            ys = torch.flip(ys, dims=(2,)) if pixel_labels else None
-        x[chosen] = xs
-        if pixel_labels:
-            y[chosen] = ys
-    return x, y
+            xs, ys = xs[:, :, ::-1], ys[:, :, ::-1] if pixel_labels else ys
+        out[at], targets[at] = xs, ys
+    return torch.from_numpy(out).permute(0, 3, 1, 2), torch.from_numpy(targets - 1)
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -247,15 +253,15 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
 def _evaluate(
     model: LczModel, data: Split, loss_fn: nn.Module, batch_size: int, device: torch.device
 ) -> tuple[float, dict[str, Any]]:
-    """Mean loss and LCZ metrics of a model on in-memory samples."""
+    """Mean loss and LCZ metrics of a model on normalised in-memory samples."""
     model.network.eval()
     loss_sum, predictions = 0.0, []
     with torch.no_grad():
         for start in range(0, len(data.x), batch_size):
             x = data.x[start : start + batch_size]
             y = torch.from_numpy(data.y[start : start + batch_size].astype(np.int64) - 1)
-            inputs = torch.from_numpy(prepare_inputs(x, model.mean, model.std)).to(device)
-            logits = model.network(inputs.contiguous(memory_format=torch.channels_last)).cpu()
+            inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)  # channels last
+            logits = model.network(inputs).cpu()
             loss_sum += float(loss_fn(logits, y)) * len(x)
             predictions.append((model.softmax(logits).argmax(dim=1) + 1).to(torch.uint8).numpy())
     loss = loss_sum / max(len(data.x), 1)
@@ -331,6 +337,12 @@ def train(
 
     with _deterministic(config):
         splits, normalisation = load_splits(data, SubProgress(progress, 0, 5))
+        mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
+        for part in splits.values():  # normalised once, block by block, in place
+            for start in range(0, len(part.x), 1024):
+                block = part.x[start : start + 1024]
+                normalised = prepare_inputs(block.transpose(0, 3, 1, 2), mean, std)
+                block[:] = normalised.transpose(0, 2, 3, 1)
         train_split = splits["train"]
         counts, weights = class_weights(train_split.y, config.class_weighting)
         device = pick_device(config.device)
@@ -386,10 +398,8 @@ def train(
             seen, loss_sum = 0, 0.0
             for step in range(steps_per_epoch):
                 chosen = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
-                x = torch.from_numpy(prepare_inputs(train_split.x[chosen], model.mean, model.std))
-                y = torch.from_numpy(train_split.y[chosen].astype(np.int64) - 1)
-                x, y = augment(x, y, ops[chosen])
-                x = x.to(device).contiguous(memory_format=torch.channels_last)
+                x, y = training_batch(train_split.x, train_split.y, chosen, ops[chosen])
+                x = x.to(device)
                 loss = loss_fn(network(x), y.to(device))
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()

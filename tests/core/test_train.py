@@ -21,11 +21,11 @@ from lcz_core.rasters import open_source
 from lcz_core.sampling import CityInput, SplitConfig, make_dataset
 from lcz_core.train import (
     TrainConfig,
-    augment,
     class_weights,
     read_experiment,
     train,
     train_experiment,
+    training_batch,
 )
 
 pytestmark = pytest.mark.slow
@@ -158,18 +158,22 @@ def test_class_weights():
     assert class_weights(np.array([[0, 0], [3, 3]]), "none")[0][2] == 2
 
 
-def test_augment_moves_pixels_and_labels_together():
-    y = torch.arange(16).reshape(1, 4, 4).repeat(8, 1, 1)
-    x = torch.stack([y.float(), -y.float()], dim=1)  # band 0 = label, band 1 = -label
-    ops = np.arange(8)
-    xa, ya = augment(x, y, ops)
-    assert torch.equal(xa[:, 0], ya.float()) and torch.equal(xa[:, 1], -ya.float())
-    variants = {tuple(ya[i].flatten().tolist()) for i in range(8)}
-    assert len(variants) == 8  # the 8 symmetries of the square are all different
-    assert torch.equal(ya[0], y[0]) and torch.equal(ya[1], torch.rot90(y[0], 1))
-    # patch labels (one per sample) stay as they are
-    xp, yp = augment(x, torch.arange(8), ops)
-    assert torch.equal(yp, torch.arange(8)) and torch.equal(xp[:, 0], ya.float())
+def test_training_batch_turns_pixels_and_labels_together():
+    y = np.tile(np.arange(1, 17, dtype=np.uint8).reshape(1, 4, 4), (8, 1, 1))
+    x = np.stack([y, -y.astype(np.float32)], axis=-1).astype(
+        np.float32
+    )  # channels last: band 0 = label, 1 = -label
+    chosen, ops = np.array([3, 0, 1, 2, 4, 5, 6, 7]), np.arange(8)
+    xb, targets = training_batch(x, y, chosen, ops)
+    assert xb.shape == (8, 2, 4, 4) and xb.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(xb[:, 0], (targets + 1).float()) and torch.equal(xb[:, 1], -xb[:, 0])
+    assert len({tuple(t.flatten().tolist()) for t in targets}) == 8  # all 8 symmetries
+    assert torch.equal(targets[0] + 1, torch.from_numpy(y[0]).long())  # op 0: unchanged
+    assert torch.equal(targets[1] + 1, torch.from_numpy(np.rot90(y[0]).copy()).long())
+    assert torch.equal(targets[4] + 1, torch.from_numpy(y[0, :, ::-1].copy()).long())
+    # patch labels (one per sample) stay with their sample; unlabelled 0 becomes -1
+    xp, tp = training_batch(x, np.array([5, 0, 7, 9, 1, 2, 3, 4], np.uint8), chosen, ops)
+    assert tp.tolist() == [8, 4, -1, 6, 0, 1, 2, 3] and torch.equal(xp, xb)
 
 
 def test_bad_settings_name_their_parameter(patch_dataset, tile_dataset, tmp_path):
