@@ -334,6 +334,8 @@ def train(
         "model": run / "model.safetensors",
     }
     write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
+    for stale in ("log", "curves", "model"):  # an earlier run's files would pass for this run's
+        paths[stale].unlink(missing_ok=True)
 
     with _deterministic(config):
         splits, normalisation = load_splits(data, SubProgress(progress, 0, 5))
@@ -399,6 +401,8 @@ def train(
             for step in range(steps_per_epoch):
                 chosen = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
                 x, y = training_batch(train_split.x, train_split.y, chosen, ops[chosen])
+                if not (y >= 0).any():  # tiles without a labelled pixel teach nothing
+                    continue
                 x = x.to(device)
                 loss = loss_fn(network(x), y.to(device))
                 optimiser.zero_grad(set_to_none=True)
@@ -444,6 +448,8 @@ def train(
                 progress.log(f"early stop: no better validation loss since epoch {best['epoch']}")
                 break
 
+        if best["state"] is None:
+            raise LczError("dataset", "the validation loss was never finite: check the labels")
         network.load_state_dict(best["state"])
         metrics = dict(best["metrics"])
         if "test" in splits:
