@@ -87,6 +87,7 @@ def main() -> None:
         f"batch {config.batch_size}, {THREADS} CPU threads (torch {torch.__version__})"
     )
     print(f"epoch seconds (train + validation): {', '.join(f'{s:.1f}' for s in seconds)}")
+    print(f"{n_train} patches x {epochs} epochs: {sum(seconds):.1f} s measured (all epochs)")
     print(f"whole run including data loading and the test pass: {total:.1f} s")
     print(f"throughput: {throughput:.0f} patches/s (validation time included)")
     print(
