@@ -261,9 +261,10 @@ def _evaluate(
             x = data.x[start : start + batch_size]
             y = torch.from_numpy(data.y[start : start + batch_size].astype(np.int64) - 1)
             inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)  # channels last
-            logits = model.network(inputs).cpu()
-            loss_sum += float(loss_fn(logits, y)) * len(x)
-            predictions.append((model.softmax(logits).argmax(dim=1) + 1).to(torch.uint8).numpy())
+            logits = model.network(inputs)
+            loss_sum += loss_fn(logits, y.to(device)).item() * len(x)
+            codes = model.softmax(logits.cpu()).argmax(dim=1) + 1
+            predictions.append(codes.to(torch.uint8).numpy())
     loss = loss_sum / max(len(data.x), 1)
     return loss, lcz_metrics(confusion_matrix(data.y, np.concatenate(predictions)))
 
