@@ -329,7 +329,7 @@ TRAIN_ARGS = (
     arg("--weight-decay", type=float, help="AdamW weight decay (default 0.01)"),
     arg("--patience", type=int, help="epochs without a better validation loss (default 5)"),
     arg("--class-weighting", choices=("none", "sqrt", "balanced"), help="default sqrt"),
-    arg("--augment", type=lambda v: v.lower() in ("1", "true", "yes"), help="true or false"),
+    arg("--augment", choices=("true", "false"), help="flips and rotations (default true)"),
     arg("--seed", type=int, help="random seed (default 0)"),
     arg("--device", choices=("auto", "cpu", "cuda"), help="default auto (a GPU when present)"),
     arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)"),
@@ -348,6 +348,8 @@ def _train(args: argparse.Namespace, progress: Progress, task: str) -> dict[str,
         if config.task != task:
             raise LczError("experiment", f"{args.experiment} is a {config.task} experiment")
     given = {f.name: getattr(args, f.name, None) for f in fields(TrainConfig)}
+    if args.augment is not None:
+        given["augment"] = args.augment == "true"
     config = TrainConfig(**{**asdict(config), **{k: v for k, v in given.items() if v is not None}})
     dataset, output = args.dataset or dataset, args.output or output
     for name, value in (("dataset", dataset), ("output", output)):

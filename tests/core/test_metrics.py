@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from lcz_core.metrics import LCZ_SIMILARITY_WEIGHTS, confusion_matrix, lcz_metrics, plot_confusion
 
 W = LCZ_SIMILARITY_WEIGHTS

@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+
 from lcz_core.errors import LczError
 from lcz_core.models import (
     METADATA_KEY,

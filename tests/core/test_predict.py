@@ -17,6 +17,8 @@ from lcz_core.rasters import open_source
 from lcz_core.sampling import CityInput, SplitConfig, make_dataset
 from lcz_core.train import TrainConfig, train
 
+pytestmark = pytest.mark.slow  # trains a model
+
 
 @pytest.fixture(scope="module")
 def patch_model(demo_city, tmp_path_factory):

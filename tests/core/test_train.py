@@ -273,10 +273,11 @@ def test_command_line_train_evaluate_predict(demo_city, patch_dataset, patch_run
     # the experiment file of a run, with one setting overridden on the command line
     trained = run(
         "train-patch-classifier", "--experiment", patch_run["experiment"],
-        "--output", str(tmp_path / "cli_run"), "--epochs", "2",
+        "--output", str(tmp_path / "cli_run"), "--epochs", "2", "--augment", "false",
     )  # fmt: skip
     _, output, config = read_experiment(trained["experiment"])
-    assert output == tmp_path / "cli_run" and config == TrainConfig(**{**FAST, "epochs": 2})
+    assert output == tmp_path / "cli_run"
+    assert config == TrainConfig(**{**FAST, "epochs": 2, "augment": False})
     assert trained["epochs_run"] == 2
     evaluated = run(
         "evaluate-model", "--model", trained["model"], "--dataset", str(patch_dataset),
