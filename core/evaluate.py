@@ -132,7 +132,7 @@ def evaluate_model(
         "confusion_png": folder / "confusion.png",
         "report": folder / "report.html",
     }
-    plot_confusion(total, paths["confusion_png"], f"{split} split, {len(per_city)} city(ies)")
+    plot_confusion(total, paths["confusion_png"], f"{split} split: {', '.join(sorted(per_city))}")
     city_plots = {}
     if len(per_city) > 1:
         for name, c in per_city.items():
