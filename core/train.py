@@ -14,13 +14,13 @@ import io
 import math
 import os
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 import torch
 from torch import nn
 
