@@ -18,11 +18,11 @@ from .outputs import atomic_path
 # Sismanidis, P.; et al. (2017) "Quality of crowdsourced data on urban morphology - the human
 # influence experiment (HUMINEX)", Urban Science 1(2):15, as used by Bechtel et al. (2020) Remote
 # Sensing 12(11):1769 and the LCZ Generator (Demuzere et al. 2021). Rows/columns: LCZ 1-10, A-G.
-# This table was written down without access to the papers (this project builds offline): it
-# follows the published design (1 on the diagonal; partial credit, in steps of 1/11, between
-# built types of similar height and density and between similar land-cover types; 0 between
-# unrelated types) but its values must be checked against the published table before OA_w is
-# quoted beside LCZ Generator figures. `lcz_metrics` takes another matrix through `weights`.
+# The values follow the published design (1 on the diagonal; partial credit, in steps of 1/11,
+# between built types of similar height and density and between similar land-cover types; 0
+# between unrelated types) but are not yet verified cell by cell against the published table:
+# check them before quoting OA_w beside LCZ Generator figures. `lcz_metrics` takes another
+# matrix through `weights`.
 _W = """
 1     .909  .818  .909  .818  .727  .545  .636  .545  .636  0     0     0     0     0     0     0
 .909  1     .909  .818  .909  .818  .636  .727  .636  .727  0     0     0     0     0     0     0
