@@ -31,23 +31,47 @@ def demo_city(tmp_path_factory):
 
 @pytest.fixture
 def write_raster():
-    """Write a one-band GeoTIFF (EPSG:32633, 100 m pixels unless told) and return its path."""
+    """Write a GeoTIFF (2-D: one band, 3-D: bands first) in EPSG:32633 and return its path."""
+    import numpy as np
     import rasterio
     from affine import Affine
 
-    def write(path, values, nodata=None, crs="EPSG:32633", pixel=100.0):
+    def write(path, values, nodata=None, pixel=100.0, origin=(400_000, 5_800_000)):
+        bands = values if values.ndim == 3 else values[np.newaxis]
         profile = {
             "driver": "GTiff",
-            "dtype": values.dtype.name,
-            "count": 1,
+            "dtype": bands.dtype.name,
+            "count": bands.shape[0],
             "nodata": nodata,
-            "width": values.shape[1],
-            "height": values.shape[0],
-            "crs": crs,
-            "transform": Affine(pixel, 0, 400000, 0, -pixel, 5800000),
+            "width": bands.shape[2],
+            "height": bands.shape[1],
+            "crs": "EPSG:32633",
+            "transform": Affine(pixel, 0, origin[0], 0, -pixel, origin[1]),
         }
         with rasterio.open(path, "w", **profile) as dst:
-            dst.write(values, 1)
+            dst.write(bands)
         return path
 
     return write
+
+
+@pytest.fixture
+def model_metadata():
+    """Model-file metadata for tests of the mechanics (task, bands, classes, stem chosen)."""
+
+    def metadata(task="patch", bands=6, classes=(2, 6, 14), stem="3x3", mean=0.5, std=2.0):
+        return {
+            "task": task,
+            "architecture": "resnet10t" if task == "patch" else "unet",
+            "width": 8,
+            "stem": stem,
+            "band_count": bands,
+            "band_names": [f"A{i:02d}" for i in range(bands)],
+            "embedding_source": "test embeddings",
+            "normalisation": {"mean": [mean] * bands, "std": [std] * bands},
+            "classes": list(classes),
+            "patch_size": 32,
+            "pixel_size": 10.0,
+        }
+
+    return metadata

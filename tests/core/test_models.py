@@ -18,27 +18,10 @@ from lcz_core.models import (
     create_patch_classifier,
     load_model,
     prepare_inputs,
-    read_model_metadata,
     save_model,
 )
 
 torch.set_num_threads(1)
-
-
-def _metadata(task: str = "patch", bands: int = 6, classes=(2, 6, 14)) -> dict:
-    return {
-        "task": task,
-        "architecture": "resnet10t" if task == "patch" else "unet",
-        "width": 8,
-        "stem": "3x3",
-        "band_count": bands,
-        "band_names": [f"A{i:02d}" for i in range(bands)],
-        "embedding_source": "test",
-        "normalisation": {"mean": [0.5] * bands, "std": [2.0] * bands},
-        "classes": list(classes),
-        "patch_size": 32,
-        "pixel_size": 10.0,
-    }
 
 
 def test_patch_classifier_keeps_32px_detail_until_the_residual_stages():
@@ -77,9 +60,9 @@ def test_prepare_inputs_normalises_then_fills_missing_with_zero():
     assert out.dtype == np.float32
 
 
-def test_model_file_round_trip_without_pickle(tmp_path):
+def test_model_file_round_trip_without_pickle(tmp_path, model_metadata):
     torch.manual_seed(0)
-    metadata = _metadata()
+    metadata = model_metadata()
     network = create_model(metadata).eval()
     path = save_model(tmp_path / "m.safetensors", network, {**metadata, "metrics": {"oa": 0.5}})
     # safetensors: 8-byte little-endian header length, then a JSON header; no pickle anywhere
@@ -94,8 +77,8 @@ def test_model_file_round_trip_without_pickle(tmp_path):
     torch.testing.assert_close(loaded.probabilities(x), expected)
 
 
-def test_probabilities_only_for_trained_classes_and_predict_batches(tmp_path):
-    model = LczModel(create_model(_metadata(classes=(2, 6, 14))).eval(), _metadata())
+def test_probabilities_only_for_trained_classes_and_predict_batches(model_metadata):
+    model = LczModel(create_model(model_metadata(classes=(2, 6, 14))).eval(), model_metadata())
     x = np.random.default_rng(1).normal(size=(5, 6, 32, 32)).astype(np.float32)
     x[0] = np.nan  # an all-missing patch still gets a class (inputs become the mean)
     p = model.probabilities(x)
@@ -107,8 +90,8 @@ def test_probabilities_only_for_trained_classes_and_predict_batches(tmp_path):
     np.testing.assert_allclose(confidence, p.max(dim=1).values.numpy(), rtol=1e-6)
 
 
-def test_unet_model_predicts_per_pixel():
-    metadata = _metadata("segmentation")
+def test_unet_model_predicts_per_pixel(model_metadata):
+    metadata = model_metadata("segmentation")
     model = LczModel(create_model(metadata).eval(), metadata)
     codes, confidence = model.predict(np.zeros((2, 6, 32, 32), np.float32))
     assert codes.shape == confidence.shape == (2, 32, 32)

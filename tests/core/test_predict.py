@@ -8,6 +8,7 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from lcz_core.demo import DEMO_ORIGIN
 from lcz_core.errors import LczError
 from lcz_core.labels import open_labels
 from lcz_core.models import create_model, load_model, save_model
@@ -33,38 +34,15 @@ def patch_model(demo_city, tmp_path_factory):
     return train(folder / "patches", folder / "run", config)["model"]
 
 
-def _random_model(path, task: str, bands: int = 64) -> str:
+@pytest.fixture
+def random_model(model_metadata):
     """An untrained model file (for the mechanics of prediction, not its accuracy)."""
-    metadata = {
-        "task": task,
-        "architecture": "resnet10t" if task == "patch" else "unet",
-        "width": 8,
-        "stem": "1x1",
-        "band_count": bands,
-        "band_names": [f"A{i:02d}" for i in range(bands)],
-        "embedding_source": "synthetic demo embeddings",
-        "normalisation": {"mean": [0.0] * bands, "std": [1.0] * bands},
-        "classes": [2, 6, 11, 14],
-        "patch_size": 32,
-        "pixel_size": 10.0,
-    }
-    return str(save_model(path, create_model(metadata).eval(), metadata))
 
+    def write(path, task: str, bands: int = 64) -> str:
+        metadata = model_metadata(task, bands, (2, 6, 11, 14), stem="1x1", mean=0.0, std=1.0)
+        return str(save_model(path, create_model(metadata).eval(), metadata))
 
-def _write_tif(path, data: np.ndarray, pixel: float = 10.0) -> str:
-    profile = {
-        "driver": "GTiff",
-        "dtype": "float32",
-        "count": data.shape[0],
-        "width": data.shape[2],
-        "height": data.shape[1],
-        "crs": "EPSG:32633",
-        "transform": Affine(pixel, 0, 380_000, 0, -pixel, 5_825_000),
-        "nodata": float("nan"),
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data.astype(np.float32))
-    return str(path)
+    return write
 
 
 def test_patch_map_at_100m_agrees_with_the_labels(demo_city, patch_model, tmp_path):
@@ -113,14 +91,14 @@ def test_streamed_windows_match_patches_read_directly(demo_city, patch_model, tm
     np.testing.assert_allclose([confidence[rc] for rc in cells], expected_conf, rtol=1e-5)
 
 
-def test_cells_without_any_data_are_nodata(demo_city, tmp_path):
+def test_cells_without_any_data_are_nodata(demo_city, tmp_path, random_model, write_raster):
     with rasterio.open(demo_city.embeddings_tif) as src:
         data = src.read()
     data[:, 100:200, 100:205] = np.nan  # cells 10-19 x 10-19 fully missing, 20 partly
-    tif = _write_tif(tmp_path / "gappy.tif", data)
+    tif = str(write_raster(tmp_path / "gappy.tif", data, float("nan"), 10.0, DEMO_ORIGIN))
     # (task, output pixel in input pixels, an output pixel partly covered by the gap)
     for task, scale, partly in (("patch", 10, (19, 20)), ("segmentation", 1, (199, 205))):
-        model = _random_model(tmp_path / f"{task}.safetensors", task)
+        model = random_model(tmp_path / f"{task}.safetensors", task)
         result = predict_raster(model, tif, tmp_path / f"{task}.tif")
         with rasterio.open(result["output"]) as lcz, rasterio.open(result["confidence"]) as conf:
             codes, confidence = lcz.read(1), conf.read(1)
@@ -132,9 +110,9 @@ def test_cells_without_any_data_are_nodata(demo_city, tmp_path):
         assert set(np.unique(codes)) <= {0, 2, 6, 11, 14}
 
 
-def test_band_count_mismatch_is_refused_with_a_clear_message(tmp_path):
-    model = _random_model(tmp_path / "m.safetensors", "patch", bands=64)
-    tif = _write_tif(tmp_path / "ten_bands.tif", np.zeros((10, 40, 40)))
+def test_band_count_mismatch_is_refused_with_a_clear_message(tmp_path, random_model, write_raster):
+    model = random_model(tmp_path / "m.safetensors", "patch", bands=64)
+    tif = write_raster(tmp_path / "ten_bands.tif", np.zeros((10, 40, 40), np.float32), pixel=10.0)
     with pytest.raises(LczError, match="trained on 64 bands.* has 10 bands") as error:
         predict_raster(model, tif, tmp_path / "out.tif")
     assert error.value.parameter == "embeddings"
@@ -142,23 +120,23 @@ def test_band_count_mismatch_is_refused_with_a_clear_message(tmp_path):
     assert not (tmp_path / "out.tif").exists()
 
 
-def test_pixel_size_mismatch_is_refused(tmp_path):
-    model = _random_model(tmp_path / "m.safetensors", "patch", bands=4)
-    tif = _write_tif(tmp_path / "coarse.tif", np.ones((4, 40, 40)), pixel=30.0)
+def test_pixel_size_mismatch_is_refused(tmp_path, random_model, write_raster):
+    model = random_model(tmp_path / "m.safetensors", "patch", bands=4)
+    tif = write_raster(tmp_path / "coarse.tif", np.ones((4, 40, 40), np.float32), pixel=30.0)
     with pytest.raises(LczError, match="10 m pixels .* 30"):
         predict_raster(model, tif, tmp_path / "out.tif")
     with pytest.raises(LczError) as error:
         predict_raster(
             model,
-            _write_tif(tmp_path / "ok.tif", np.ones((4, 40, 40))),
+            write_raster(tmp_path / "ok.tif", np.ones((4, 40, 40), np.float32), pixel=10.0),
             tmp_path / "o.tif",
             stride=40,
         )
     assert error.value.parameter == "stride"
 
 
-def test_cancel_leaves_no_output(demo_city, tmp_path):
-    model = _random_model(tmp_path / "m.safetensors", "segmentation")
+def test_cancel_leaves_no_output(demo_city, tmp_path, random_model):
+    model = random_model(tmp_path / "m.safetensors", "segmentation")
 
     class CancelSecond(Progress):
         def _emit(self, percent, message):
