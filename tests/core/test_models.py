@@ -18,6 +18,7 @@ from lcz_core.models import (
     create_patch_classifier,
     load_model,
     prepare_inputs,
+    read_model_metadata,
     save_model,
 )
 
