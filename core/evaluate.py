@@ -50,6 +50,13 @@ def _predict_dataset(
             f" but {ds.folder} has {ds.manifest['band_count']} bands of "
             f"'{ds.manifest['embedding_source']}'; evaluate on data from the same source",
         )
+    trained_on, holds = meta.get("feature_space", ""), ds.manifest.get("feature_space", "")
+    if trained_on and holds and trained_on != holds:
+        raise LczError(
+            "dataset",
+            f"the model was trained on {trained_on} embeddings but {ds.folder} holds {holds} ones; "
+            "evaluate on data of the same feature space",
+        )
     names = ds.manifest["cities"]
     unknown = sorted(set(cities or []) - set(names))
     if unknown:

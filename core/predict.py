@@ -41,6 +41,13 @@ def check_source(model: LczModel, source: EmbeddingSource, progress: Progress) -
             f"'{meta['embedding_source']}' but {source.name} has {source.count} bands; predict "
             "with embeddings of the same source and version as the training data",
         )
+    trained_on = meta.get("feature_space", "")
+    if trained_on and source.feature_space and source.feature_space != trained_on:
+        raise LczError(
+            "embeddings",
+            f"the model was trained on {trained_on} embeddings but {source.name} holds "
+            f"{source.feature_space} ones, another feature space; predict with {trained_on}",
+        )
     pixel = float(meta["pixel_size"])
     if abs(source.res - pixel) > 0.05 * pixel:
         raise LczError(

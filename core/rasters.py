@@ -47,6 +47,9 @@ class EmbeddingSource:
     count: int
     band_names: list[str]
     dtype: str
+    # Named feature spaces (TESSERA versions, AlphaEarth) must never be mixed in one model;
+    # "" is a feature raster without a name (any GeoTIFF or zarr), taken on trust.
+    feature_space: str = ""
 
     def __init__(self) -> None:
         self.masked_pixels = 0
@@ -216,6 +219,7 @@ class AlphaEarthSource(GeoTiffSource):
         if self.band_names[0] == "band_1":
             self.band_names = [f"A{i:02d}" for i in range(self.count)]
         self.name = f"alphaearth {dequantise} {self.path}"
+        self.feature_space = f"alphaearth ({dequantise} dequantisation)"
 
     def _read(self, window: Window) -> np.ndarray:
         raw = self._raw(window)
@@ -470,6 +474,7 @@ class TesseraTile(EmbeddingSource):
         self.band_names = [f"T{i:03d}" for i in range(self.count)]
         self.dtype = str(self._values.dtype)
         self.name = f"tessera {version} {stem}"
+        self.feature_space = f"tessera {version}"
 
     def _read(self, window: Window) -> np.ndarray:
         rows = slice(window.row_off, window.row_off + window.height)
@@ -528,7 +533,9 @@ def tessera_source(
             f"no TESSERA tiles of {year} under {root} cover lon/lat {tuple(round(v, 4) for v in lonlat)}",
         )
     target = crs or utm_crs_for((lonlat[0] + lonlat[2]) / 2, (lonlat[1] + lonlat[3]) / 2)
-    return MosaicSource(tiles, f"tessera {version} {year} {root}", crs=target, res=10.0)
+    mosaic = MosaicSource(tiles, f"tessera {version} {year} {root}", crs=target, res=10.0)
+    mosaic.feature_space = f"tessera {version}"
+    return mosaic
 
 
 # ---------------------------------------------------------------- dispatch

@@ -372,6 +372,13 @@ def make_dataset(
     min_share = (0.5 if kind == "patches" else 0.05) if min_share is None else min_share
     first = cities[0].source
     for city in cities[1:]:
+        if city.source.feature_space != first.feature_space:
+            raise LczError(
+                "embeddings",
+                f"{city.name} has {city.source.feature_space or 'unnamed'} embeddings, "
+                f"{cities[0].name} {first.feature_space or 'unnamed'} ones; their feature spaces "
+                "differ, so one model cannot learn both: use one source and version for all cities",
+            )
         if city.source.count != first.count or city.source.band_names != first.band_names:
             raise LczError(
                 "embeddings",
@@ -396,6 +403,7 @@ def make_dataset(
         "pixel_size": first.res,
         "band_names": first.band_names,
         "embedding_source": first.name,
+        "feature_space": first.feature_space,
         "cities": [c.name for c in cities],
         "crs": first.crs.to_string(),
         "city_crs": [c.source.crs.to_string() for c in cities],

@@ -359,6 +359,7 @@ def train(
             "band_count": int(manifest["band_count"]),
             "band_names": manifest["band_names"],
             "embedding_source": manifest["embedding_source"],
+            "feature_space": manifest.get("feature_space", ""),
             "normalisation": normalisation,
             "classes": [c for c, n in zip(CODES, counts, strict=True) if n > 0],
             "class_counts": {str(c): int(n) for c, n in zip(CODES, counts, strict=True) if n},
