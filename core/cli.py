@@ -153,7 +153,11 @@ SPLIT_ARGS = (
     arg(
         "--split-method", default="blocks", help="random, blocks, stripes, checkerboard or polygons"
     ),
-    arg("--fractions", default="0.7,0.15,0.15", help="train,val,test shares"),
+    arg(
+        "--fractions",
+        default="0.7,0.15,0.15",
+        help="train,val,test shares (checkerboard: always half train, a quarter val, a quarter test)",
+    ),
     arg("--seed", type=int, default=0, help="random seed (same inputs + seed = same split)"),
     arg("--block-cells", type=int, default=4, help="block/stripe size in cells"),
     arg(
