@@ -113,7 +113,9 @@ def add_split_parameters(algorithm):
     )
     algorithm.addParameter(
         QgsProcessingParameterString(
-            "FRACTIONS", "Train, val, test shares", defaultValue="0.7,0.15,0.15"
+            "FRACTIONS",
+            "Train, val, test shares (checkerboard: always 0.5, 0.25, 0.25)",
+            defaultValue="0.7,0.15,0.15",
         )
     )
     algorithm.addParameter(
