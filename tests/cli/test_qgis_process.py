@@ -156,3 +156,52 @@ def test_plugin_zip_installs_into_a_profile(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(json.loads(report["results"]["CLASS_COUNTS"])) == 17
     assert any(".local/share/lcz_qgis/venv" in line for line in report["log"]["info"])
+
+
+def test_segmentation_chain_from_the_command_line(repo_env, demo_city, tmp_path):
+    grid = tmp_path / "grid.gpkg"
+    done, report = _run_json(
+        repo_env, "lcz:creategrid", EMBEDDINGS=demo_city.embeddings_zarr, CELL_SIZE=64, OUTPUT=grid
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert report["results"]["CELLS"] == 64 and grid.with_suffix(".qml").is_file()
+    done, report = _run_json(
+        repo_env,
+        "lcz:rasterizelabels",
+        EMBEDDINGS=demo_city.embeddings_tif,
+        LABELS=demo_city.polygons,
+        CLASS_FIELD="lcz",
+        OUTPUT=tmp_path / "labels.tif",
+    )
+    assert done.returncode == 0 and report["results"]["LABELLED_PIXELS"] > 1000
+    done, report = _run_json(
+        repo_env,
+        "lcz:samplepatches",
+        EMBEDDINGS=demo_city.embeddings_zarr,
+        LABELS=demo_city.labels,
+        KIND=1,
+        SPLIT_METHOD=3,
+        OUTPUT=tmp_path / "tiles",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "tiles" / "manifest.json").read_text())["kind"] == "tiles"
+    done, report = _run_json(
+        repo_env,
+        "lcz:trainsegmentation",
+        DATASET=tmp_path / "tiles",
+        EPOCHS=2,
+        OUTPUT=tmp_path / "run",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = report["results"]["MODEL"]
+    done, report = _run_json(
+        repo_env,
+        "lcz:predictlczmap",
+        MODEL=model,
+        EMBEDDINGS=demo_city.embeddings_tif,
+        OUTPUT=tmp_path / "lcz.tif",
+        CONFIDENCE=tmp_path / "confidence.tif",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with rasterio.open(tmp_path / "lcz.tif") as src:
+        assert src.res == (10.0, 10.0) and src.read(1).max() > 0
