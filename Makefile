@@ -55,6 +55,8 @@ dist/lcz_qgis-$(VERSION).zip: $(shell git ls-files core lcz_qgis metadata.txt)
 # Installs the plugin zip into a QGIS profile and points its worker at this venv.
 install: package venv
 	python3 scripts/install_plugin.py dist/lcz_qgis-$(VERSION).zip "$(QGIS_PROFILE_DIR)" "$(abspath $(PY))"
+	$(QGIS_PROCESS) plugins enable lcz_qgis > /dev/null || true  # exits 1 when already enabled
+	$(QGIS_PROCESS) list 2>/dev/null | grep '^	lcz:'
 
 bench: setup
 	$(PY) -m bench

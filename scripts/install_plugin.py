@@ -25,8 +25,6 @@ def main(zip_path: str, profile_dir: str, worker_python: str) -> None:
     if not user_venv.exists() and not user_venv.is_symlink():
         user_venv.symlink_to(venv, target_is_directory=True)
     print(f"installed {target}; worker venv {user_venv} -> {user_venv.resolve()}")
-    print("enable it in QGIS (Plugins > Manage and Install Plugins) or with:")
-    print("  qgis_process.bin plugins enable lcz_qgis")
 
 
 if __name__ == "__main__":
