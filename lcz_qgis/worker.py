@@ -23,6 +23,10 @@ WORKER_PYTHON_SETTING = "LCZ_WORKER_PYTHON"
 WORKER_PYTHON_ENV = "LCZ_QGIS_PYTHON"
 USER_VENV = Path.home() / ".local" / "share" / "lcz_qgis" / "venv"
 TERMINATE_GRACE_S = 10
+CANCELLED = (
+    "Cancelled by the user: no partial output was left (a training run keeps its last good "
+    "checkpoint)."
+)
 
 
 def _python_in(venv):
@@ -96,7 +100,7 @@ def run_core(command, arguments, feedback):
     while True:
         if feedback.isCanceled():
             _stop(process)
-            raise QgsProcessingException("Cancelled by the user; no output was written.")
+            raise QgsProcessingException(CANCELLED)
         try:
             line = messages.get(timeout=0.1)
         except queue.Empty:
@@ -121,7 +125,7 @@ def run_core(command, arguments, feedback):
                 feedback.pushDebugInfo(message["traceback"])
             raise QgsProcessingException(message["message"])
         elif kind == "cancelled":
-            raise QgsProcessingException("Cancelled; no output was written.")
+            raise QgsProcessingException(CANCELLED)
     process.wait()
     stderr_thread.join(timeout=5)
     if result is None:
