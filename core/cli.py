@@ -410,6 +410,7 @@ def _evaluate_model(args: argparse.Namespace, progress: Progress) -> dict[str, A
     arg("--output", required=True, help="output LCZ GeoTIFF"),
     arg("--confidence", default=None, help="confidence GeoTIFF (default: <output>_confidence.tif)"),
     arg("--stride", type=int, default=None, help="patch models: output pixel in input pixels"),
+    *EXTENT_ARGS,
     arg("--batch-size", type=int, default=256, help="patches per batch"),
     arg("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto"),
 )
@@ -422,6 +423,8 @@ def _predict(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         args.output,
         args.confidence,
         stride=args.stride,
+        extent=args.extent,
+        extent_crs=args.extent_crs,
         source_kind=args.source_kind,
         batch_size=args.batch_size,
         device=args.device,

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from .cities import reproject_extent
 from .errors import LczError
 from .lcz import CLASS_BY_CODE
 from .models import LczModel, load_model, pick_device
 from .outputs import LczRasterWriter, atomic_path
 from .progress import Progress
-from .rasters import EmbeddingSource, open_source
+from .rasters import EmbeddingSource, crop_to_extent, open_source
 
 LCZ_SCALE_M = 100.0
 SEGMENTATION_BLOCK = 256
@@ -122,12 +123,14 @@ def predict_raster(
     confidence: str | os.PathLike | None = None,
     *,
     stride: int | None = None,
+    extent: tuple[float, float, float, float] | None = None,
+    extent_crs: str | None = None,
     source_kind: str = "auto",
     batch_size: int = 256,
     device: str = "auto",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Map LCZ over an embedding raster with a model file; write the LCZ and confidence GeoTIFFs."""
+    """Map LCZ over an embedding raster (or its `extent`); write the LCZ and confidence GeoTIFFs."""
     progress = progress or Progress()
     loaded = load_model(model)
     meta = loaded.metadata
@@ -150,6 +153,10 @@ def predict_raster(
             block = max(1, 256 // stride)
         else:
             stride, block = 1, SEGMENTATION_BLOCK
+        if extent is not None:
+            if extent_crs:
+                extent = reproject_extent(extent, extent_crs, source.crs)
+            source = crop_to_extent(source, extent, align=stride)
         width, height = math.ceil(source.width / stride), math.ceil(source.height / stride)
         transform = source.transform * source.transform.scale(stride)
         writer = stack.enter_context(

@@ -229,6 +229,69 @@ class AlphaEarthSource(GeoTiffSource):
         return data
 
 
+class CroppedSource(EmbeddingSource):
+    """A window of another source seen as a source of its own (e.g. a city's extent).
+
+    Reads past its edges still see the parent's pixels, so patches and U-Net margins at the
+    crop's border get their real context."""
+
+    def __init__(self, parent: EmbeddingSource, window: Window) -> None:
+        self.parent = parent
+        self.col_off, self.row_off = int(window.col_off), int(window.row_off)
+        self.width, self.height = int(window.width), int(window.height)
+        self.transform = parent.transform * Affine.translation(self.col_off, self.row_off)
+        self.name, self.crs, self.count = parent.name, parent.crs, parent.count
+        self.band_names, self.dtype = parent.band_names, parent.dtype
+        self.feature_space = parent.feature_space
+
+    @property
+    def masked_pixels(self) -> int:  # type: ignore[override]
+        """Masked pixels read so far (counted by the parent)."""
+        return self.parent.masked_pixels
+
+    @property
+    def read_pixels(self) -> int:  # type: ignore[override]
+        """Pixels read so far (counted by the parent)."""
+        return self.parent.read_pixels
+
+    def read(self, window: Window) -> np.ndarray:
+        """float32 (bands, rows, cols) of `window`, in the crop's pixel coordinates."""
+        return self.parent.read(
+            Window(
+                int(window.col_off) + self.col_off,
+                int(window.row_off) + self.row_off,
+                int(window.width),
+                int(window.height),
+            )
+        )
+
+    def close(self) -> None:
+        """Close the parent."""
+        self.parent.close()
+
+
+def crop_to_extent(source: EmbeddingSource, extent: Bounds, align: int = 1) -> CroppedSource:
+    """`source` cut to the pixels covering `extent` (source CRS); refuses no overlap.
+
+    The crop starts on a multiple of `align` pixels, so that coarser outputs made from it sit on
+    the same grid as those made from the whole source."""
+    window = source.window_for(extent)
+    col0, row0 = window.col_off // align * align, window.row_off // align * align
+    window = Window(
+        col0, row0, window.col_off + window.width - col0, window.row_off + window.height - row0
+    )
+    inside = clip_window(window, source.width, source.height)
+    if inside is None:
+        left, bottom, right, top = source.bounds
+        raise LczError(
+            "extent",
+            f"({', '.join(f'{v:.6g}' for v in extent)}) does not overlap the embeddings "
+            f"({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}) in {source.crs.to_string()}; "
+            "choose an extent inside the data",
+        )
+    return CroppedSource(source, inside)
+
+
 class MosaicSource(EmbeddingSource):
     """Several sources stitched into one grid: aligned members pasted, others warped (nearest)."""
 

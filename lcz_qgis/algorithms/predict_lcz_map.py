@@ -3,6 +3,7 @@
 from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -19,7 +20,8 @@ class PredictLczMap(LczAlgorithm):
     display_name = "Predict LCZ map"
     group_name = "Models"
     help_text = (
-        "Maps LCZ over an embedding raster with a trained model, window by window (memory does not "
+        "Maps LCZ over an embedding raster (or an extent of it, drawn on the canvas or taken from a "
+        "layer) with a trained model, window by window (memory does not "
         "grow with the extent): a styled LCZ GeoTIFF (0 where the embeddings are missing) and a "
         "confidence GeoTIFF (the winning class probability). The model refuses embeddings whose "
         "band count does not match the one it was trained on. A patch classifier labels each "
@@ -44,6 +46,11 @@ class PredictLczMap(LczAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterExtent(
+                "EXTENT", "Extent (default: the whole raster)", optional=True
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterNumber(
                 "STRIDE", "Stride (pixels, 0: default)", defaultValue=0, minValue=0
             )
@@ -62,6 +69,7 @@ class PredictLczMap(LczAlgorithm):
             "--output", self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             "--confidence", self.parameterAsOutputLayer(parameters, "CONFIDENCE", context),
         ]  # fmt: skip
+        arguments += self.extent_arguments(parameters, "EXTENT", context)
         stride = self.parameterAsInt(parameters, "STRIDE", context)
         if stride:
             arguments += ["--stride", stride]

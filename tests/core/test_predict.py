@@ -147,3 +147,37 @@ def test_cancel_leaves_no_output(demo_city, tmp_path, random_model):
     with pytest.raises(Cancelled):
         predict_raster(model, demo_city.embeddings_tif, tmp_path / "lcz.tif", progress=progress)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_predict_over_an_extent_matches_the_full_map(demo_city, tmp_path, random_model):
+    model = random_model(tmp_path / "m.safetensors", "patch")
+    full = predict_raster(model, demo_city.embeddings_tif, tmp_path / "full.tif")
+    x0, y0 = DEMO_ORIGIN
+    # 1.2 km x 0.8 km, 100 m aligned, given in lon/lat like an extent drawn in QGIS
+    from lcz_core.cities import reproject_extent
+
+    box = (x0 + 1000, y0 - 2600, x0 + 2200, y0 - 1800)
+    lonlat = reproject_extent(box, "EPSG:32633", "EPSG:4326")
+    part = predict_raster(
+        model,
+        demo_city.embeddings_tif,
+        tmp_path / "part.tif",
+        extent=lonlat,
+        extent_crs="EPSG:4326",
+    )
+    with rasterio.open(full["output"]) as a, rasterio.open(part["output"]) as b:
+        whole, cut = a.read(1), b.read(1)
+        col, row = ~a.transform * (b.transform.c, b.transform.f)
+        assert b.transform.a == a.transform.a and 12 <= b.width <= 14 and 8 <= b.height <= 10
+    with rasterio.open(full["confidence"]) as a, rasterio.open(part["confidence"]) as b:
+        whole_conf, cut_conf = a.read(1), b.read(1)
+    inside = (
+        slice(round(row), round(row) + cut.shape[0]),
+        slice(round(col), round(col) + cut.shape[1]),
+    )
+    # the same patches give the same probabilities; an untrained model's near-ties may flip
+    # a class between batchings, so classes must agree almost everywhere
+    np.testing.assert_allclose(cut_conf, whole_conf[inside], rtol=1e-4)
+    assert (cut == whole[inside]).mean() > 0.97
+    with pytest.raises(LczError, match="extent: .*does not overlap the embeddings"):
+        predict_raster(model, demo_city.embeddings_tif, tmp_path / "o.tif", extent=(0, 0, 1, 1))

@@ -88,6 +88,28 @@ def test_predict_then_compare_with_the_reference(trained, demo_city):
     assert compared["OA"] > 0.4
 
 
+def test_predict_over_a_drawn_extent(trained, demo_city):
+    import processing
+
+    folder, _, run = trained
+    # an extent as the canvas gives it, in another CRS (WGS84)
+    result = processing.run(
+        "lcz:predictlczmap",
+        {
+            "MODEL": run["MODEL"],
+            "EMBEDDINGS": str(demo_city.embeddings_tif),
+            "EXTENT": "13.25,13.265,52.53,52.54 [EPSG:4326]",
+            "OUTPUT": str(folder / "part.tif"),
+            "CONFIDENCE": str(folder / "part_confidence.tif"),
+        },
+    )
+    with rasterio.open(result["OUTPUT"]) as src:
+        assert src.res == (100.0, 100.0) and 9 <= src.width <= 13 and 10 <= src.height <= 14
+        left, top = src.bounds.left, src.bounds.top
+    # on the grid of a prediction over the whole raster
+    assert (left - 380_000) % 100 == 0 and (5_825_000 - top) % 100 == 0
+
+
 def test_predict_refuses_a_source_with_other_bands(trained, real_data, tmp_path):
     import processing
     from qgis.core import QgsProcessingException
