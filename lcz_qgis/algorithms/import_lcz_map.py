@@ -44,9 +44,7 @@ class ImportLczMap(LczAlgorithm):
             QgsProcessingParameterEnum("CODING", "Class coding", CODINGS, defaultValue=0)
         )
         self.addParameter(
-            QgsProcessingParameterString(
-                "MAPPING", "Class mapping 'from:to,...' (optional)", optional=True
-            )
+            QgsProcessingParameterString("MAPPING", "Class mapping 'from:to,...'", optional=True)
         )
         self.addParameter(QgsProcessingParameterExtent("EXTENT", "Clip to extent", optional=True))
         self.addParameter(
@@ -55,7 +53,7 @@ class ImportLczMap(LczAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 "RESOLUTION",
-                "Pixel size in the target CRS units (optional)",
+                "Pixel size in the target CRS units",
                 type=QgsProcessingParameterNumber.Double,
                 optional=True,
                 minValue=0.0,

@@ -22,7 +22,7 @@ def is_set(parameters, name):
     return parameters.get(name) not in (None, "")
 
 
-def add_embedding_parameters(algorithm):
+def add_embedding_parameters(algorithm, optional=False):
     """EMBEDDINGS, SOURCE_KIND, ARRAY, DEQUANTISE and EXTENT."""
     algorithm.addParameter(
         QgsProcessingParameterFile(
@@ -30,6 +30,7 @@ def add_embedding_parameters(algorithm):
             "Embeddings (GeoTIFF, VRT, zarr store or folder of tiles)",
             behavior=QgsProcessingParameterFile.File,
             fileFilter="Embedding rasters (*.tif *.tiff *.vrt *.zarr);;All files (*)",
+            optional=optional,
         )
     )
     algorithm.addParameter(
@@ -37,9 +38,7 @@ def add_embedding_parameters(algorithm):
             "SOURCE_KIND", "Embedding source kind", SOURCE_KINDS, defaultValue=0
         )
     )
-    algorithm.addParameter(
-        QgsProcessingParameterString("ARRAY", "zarr array name (optional)", optional=True)
-    )
+    algorithm.addParameter(QgsProcessingParameterString("ARRAY", "zarr array name", optional=True))
     algorithm.addParameter(
         QgsProcessingParameterEnum(
             "DEQUANTISE", "AlphaEarth int8 dequantisation", DEQUANTISATIONS, defaultValue=0
@@ -62,13 +61,14 @@ def embedding_arguments(algorithm, parameters, context):
     return arguments + algorithm.extent_arguments(parameters, "EXTENT", context)
 
 
-def add_label_parameters(algorithm, kinds=LABEL_KINDS):
+def add_label_parameters(algorithm, kinds=LABEL_KINDS, optional=False):
     """LABELS, LABEL_KIND, CLASS_FIELD, CODING and MAPPING."""
     algorithm.addParameter(
         QgsProcessingParameterFile(
             "LABELS",
             "LCZ labels (polygons, points, KMZ/KML, So2Sat _geo.h5 or LCZ raster)",
             behavior=QgsProcessingParameterFile.File,
+            optional=optional,
         )
     )
     algorithm.addParameter(
@@ -83,9 +83,7 @@ def add_label_parameters(algorithm, kinds=LABEL_KINDS):
         QgsProcessingParameterEnum("CODING", "Class coding", CODINGS, defaultValue=0)
     )
     algorithm.addParameter(
-        QgsProcessingParameterString(
-            "MAPPING", "Class mapping 'from:to,...' (optional)", optional=True
-        )
+        QgsProcessingParameterString("MAPPING", "Class mapping 'from:to,...'", optional=True)
     )
 
 

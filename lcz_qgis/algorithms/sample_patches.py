@@ -43,8 +43,9 @@ class SamplePatches(LczAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
-        add_embedding_parameters(self)
-        add_label_parameters(self)
+        # optional: a city catalogue names the embeddings and labels instead
+        add_embedding_parameters(self, optional=True)
+        add_label_parameters(self, optional=True)
         self.addParameter(
             QgsProcessingParameterNumber(
                 "EPSG", "So2Sat: EPSG code of the city", optional=True, minValue=1
@@ -72,7 +73,7 @@ class SamplePatches(LczAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "MIN_SHARE", "Share of a patch its class must cover (optional)",
+                "MIN_SHARE", "Share of a patch its class must cover",
                 type=QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=1.0,
             )
         )  # fmt: skip

@@ -118,3 +118,40 @@ def test_grid_opens_coloured_by_split(lcz_provider, demo_city, tmp_path):
     assert renderer.type() == "categorizedSymbol" and renderer.classAttribute() == "split"
     colours = {c.value(): c.symbol().color().name() for c in renderer.categories()}
     assert colours["train"] == "#1f78b4" and colours["test"] == "#e31a1c"
+
+
+def test_sample_patches_needs_embeddings_or_a_catalogue(lcz_provider, demo_city, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="embeddings: give --embeddings"):
+        processing.run(
+            "lcz:samplepatches", {"LABELS": str(demo_city.labels), "OUTPUT": str(tmp_path / "d")}
+        )
+
+
+def test_sample_patches_from_a_city_catalogue(lcz_provider, demo_city, tmp_path):
+    import processing
+
+    catalogue = tmp_path / "cities.toml"
+    catalogue.write_text(
+        f"""
+[cities.synthetica]
+year = 2024
+extent = [380000, 5820200, 384800, 5825000]
+extent_crs = "EPSG:32633"
+
+[cities.synthetica.embeddings.demo]
+kind = "zarr"
+path = "{demo_city.embeddings_zarr}"
+
+[cities.synthetica.labels.demo]
+kind = "raster"
+path = "{demo_city.labels}"
+"""
+    )
+    result = processing.run(
+        "lcz:samplepatches", {"CITIES": str(catalogue), "OUTPUT": str(tmp_path / "d")}
+    )
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["cities"] == ["synthetica"] and result["COUNT"] > 50
