@@ -57,7 +57,6 @@ CLASS_BY_CODE: dict[int, LczClass] = {c.code: c for c in LCZ_CLASSES}
 CODES: tuple[int, ...] = tuple(CLASS_BY_CODE)
 NUM_CLASSES = len(LCZ_CLASSES)
 BUILT_CODES: tuple[int, ...] = tuple(range(1, 11))
-NATURAL_CODES: tuple[int, ...] = tuple(range(11, 18))
 
 # Codings of the integer values found in LCZ rasters and attribute tables (LCZ.md).
 CODINGS: dict[str, dict[int, int]] = {

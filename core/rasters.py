@@ -99,21 +99,6 @@ class EmbeddingSource:
         row1 = math.ceil((self.transform.f - bottom) / self.res - 1e-6)
         return Window(col0, row0, col1 - col0, row1 - row0)
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-able summary: name, CRS, grid, bands and the masked pixel count so far."""
-        return {
-            "name": self.name,
-            "crs": self.crs.to_string(),
-            "transform": list(self.transform)[:6],
-            "width": self.width,
-            "height": self.height,
-            "band_count": self.count,
-            "band_names": self.band_names,
-            "dtype": self.dtype,
-            "masked_pixels": self.masked_pixels,
-            "read_pixels": self.read_pixels,
-        }
-
     def close(self) -> None:
         """Release open files."""
 
