@@ -50,32 +50,44 @@ def _run_json(env, algorithm, **parameters):
     return done, (json.loads(done.stdout[start:]) if start >= 0 and done.returncode == 0 else None)
 
 
-def test_import_shanghai_from_the_command_line(repo_env, real_data, tmp_path):
-    out = tmp_path / "shanghai.tif"
-    done, report = _run_json(
-        repo_env, "lcz:importlczmap", INPUT=real_data / "shanghai/Shanghai.tif", OUTPUT=out
-    )
+REAL_MAPS = {
+    # file: coding, {raw value: LCZ code} of every class present
+    "zaragoza/lcz_zaragoza.tif": (
+        "lcz17",
+        {c: c for c in (2, 3, 5, 6, 8, 9, 11, 12, 13, 14, 15, 16, 17)},
+    ),
+    "shanghai/Shanghai.tif": (
+        "wudapt",
+        {**{c: c for c in (1, 2, 3, 4, 5, 6, 8, 10)}, 101: 11, 102: 12, 104: 14, 105: 15, 107: 17},
+    ),
+    "redon/redonWudapt.tif": ("lcz17", {c: c for c in (3, 6, 8, 9, 11, 12, 14, 16, 17)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_MAPS))
+def test_import_real_maps_from_the_command_line(repo_env, real_data, tmp_path, name):
+    from lcz_core.lcz import CLASS_BY_CODE
+
+    out = tmp_path / "lcz.tif"
+    done, report = _run_json(repo_env, "lcz:importlczmap", INPUT=real_data / name, OUTPUT=out)
     assert done.returncode == 0, done.stderr[-2000:]
     results = report["results"]
-    assert results["OUTPUT"] == str(out) and results["CODING_USED"] == "wudapt"
-    assert list(json.loads(results["CLASS_COUNTS"])) == [
-        "1",
-        "2",
-        "3",
-        "4",
-        "5",
-        "6",
-        "8",
-        "10",
-        "A",
-        "B",
-        "D",
-        "E",
-        "G",
-    ]
+    coding, translation = REAL_MAPS[name]
+    assert results["OUTPUT"] == str(out) and results["CODING_USED"] == coding
+    with rasterio.open(real_data / name) as src:
+        raw = src.read(1)
     with rasterio.open(out) as src:
-        assert src.read(1).max() == 17 and src.colormap(1)[17][:3] == (106, 106, 255)
-    assert 'label="LCZ G: Water"' in out.with_suffix(".qml").read_text()
+        codes = src.read(1)
+        colormap = src.colormap(1)
+    expected = {
+        CLASS_BY_CODE[code].short: int((raw == value).sum()) for value, code in translation.items()
+    }
+    assert json.loads(results["CLASS_COUNTS"]) == expected
+    for value, code in translation.items():
+        assert np.array_equal(codes == code, raw == value)
+        assert colormap[code][:3] == CLASS_BY_CODE[code].rgb
+    qml = out.with_suffix(".qml").read_text()
+    assert all(f'label="{CLASS_BY_CODE[c].label}"' in qml for c in translation.values())
 
 
 def test_clip_reproject_and_plot_from_the_command_line(repo_env, real_data, tmp_path):
