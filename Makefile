@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 QGIS_PROCESS := /usr/bin/qgis_process.bin
 DEMO_DIR ?= demo_output
+DEMO_SIZE_PX ?= 960
 QGIS_PROFILE_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 export QT_QPA_PLATFORM ?= offscreen
 
@@ -39,7 +40,7 @@ test: setup lint
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m lcz_core demo --output $(DEMO_DIR)
+	$(PY) -m lcz_core demo --output $(DEMO_DIR) --size $(DEMO_SIZE_PX)
 	bash scripts/demo_qgis.sh $(DEMO_DIR)
 
 # Plugin zip: the plugin folder with the core vendored as lcz_qgis/lib/lcz_core.

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import __version__
+from .demo import DEMO_SIZE
 from .errors import LczError
 from .progress import Cancelled, JsonLinesProgress, Progress, TqdmProgress
 
@@ -131,11 +132,12 @@ def _compare_lcz_maps(args: argparse.Namespace, progress: Progress) -> dict[str,
     "Write the synthetic demo city (labels, embeddings as GeoTIFF and zarr, patches, polygons)",
     arg("--output", required=True, help="folder to write the demo city into"),
     arg("--seed", type=int, default=0, help="random seed"),
+    arg("--size", type=int, default=DEMO_SIZE, help="pixels (10 m) a side, a multiple of 10"),
 )
 def _demo(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     from .demo import make_demo_city
 
-    return make_demo_city(args.output, seed=args.seed, progress=progress).as_dict()
+    return make_demo_city(args.output, seed=args.seed, size=args.size, progress=progress).as_dict()
 
 
 EMBEDDING_ARGS = (

@@ -1,10 +1,11 @@
 """A small SYNTHETIC demo city ("Synthetica"), generated deterministically from a seed.
 
 Nothing here is real data. It gives `make demo`, the tests and new users a complete, realistic-looking
-case: a 4.8 km x 4.8 km LCZ label map at 10 m (compact core, open and sparse rings, an industrial
-sector, a river, parks, forest and farmland), 64-band embeddings derived from it (class prototypes,
-mixed pixels at class edges, spatially correlated noise, missing pixels) as GeoTIFF and zarr,
-So2Sat-style patch points, label polygons and a 100 m reference map with realistic disagreement.
+case: an LCZ label map at 10 m (4.8 km x 4.8 km by default; the city, about 4.4 km across, in the
+middle: compact core, open and sparse rings, an industrial sector, a river, parks, forest and
+farmland), 64-band embeddings derived from it (class prototypes, mixed pixels at class edges,
+spatially correlated noise, missing pixels) as GeoTIFF and zarr, So2Sat-style patch points, label
+polygons and a 100 m reference map with realistic disagreement.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import LczError
 from .outputs import LczRasterWriter, atomic_path
 from .progress import Progress
 
@@ -58,15 +60,17 @@ def _gaussian_blur(stack: np.ndarray, sigma: float) -> np.ndarray:
     return blurred[..., pad:-pad, pad:-pad]
 
 
-def demo_labels(seed: int = 0) -> np.ndarray:
-    """The demo city's LCZ map (DEMO_SIZE x DEMO_SIZE, codes 1-17) at 10 m."""
+def demo_labels(seed: int = 0, size: int = DEMO_SIZE) -> np.ndarray:
+    """The demo city's LCZ map (size x size pixels, codes 1-17) at 10 m; the city in the middle.
+
+    The city grows with `size` (distances below are for the default size), the texture does not."""
     rng = np.random.default_rng(seed)
-    n = DEMO_SIZE
+    n, scale = size, size / DEMO_SIZE
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float64) * DEMO_PIXEL
     cx, cy = n * DEMO_PIXEL / 2, n * DEMO_PIXEL / 2
-    wobble = _gaussian_blur(rng.normal(size=(n, n)), 12.0)
+    wobble = _gaussian_blur(rng.normal(size=(n, n)), 12.0 * scale)
     wobble *= 350.0 / wobble.std()
-    r = np.hypot(xx - cx, yy - cy) + wobble
+    r = np.hypot(xx - cx, yy - cy) / scale + wobble
     angle = np.degrees(np.arctan2(yy - cy, xx - cx))
     texture = _gaussian_blur(rng.normal(size=(n, n)), 3.0)
     texture /= texture.std()
@@ -83,10 +87,10 @@ def demo_labels(seed: int = 0) -> np.ndarray:
     labels[(r < 300) & (texture > -0.2)] = 1  # compact high-rise centre
     labels[(r > 900) & (r < 2000) & (angle > 20) & (angle < 70)] = 10  # industrial sector
     labels[(r > 900) & (r < 2000) & (angle > 20) & (angle < 70) & (texture > 0.3)] = 8
-    park = np.hypot(xx - cx + 900, yy - cy - 500) < 280
+    park = np.hypot(xx - cx + 900 * scale, yy - cy - 500 * scale) < 280 * scale
     labels[park] = 11
     labels[(r > 2200) & (texture < -1.6)] = 16  # bare soil (fallow fields)
-    river_centre = cy + 900 * np.sin(xx / 1500.0) + 0.6 * (xx - cx)
+    river_centre = cy + 900 * scale * np.sin(xx / (1500.0 * scale)) + 0.6 * (xx - cx)
     labels[np.abs(yy - river_centre) < 60] = 17
     return labels
 
@@ -130,8 +134,10 @@ def _reference_map(labels: np.ndarray, seed: int) -> np.ndarray:
     return reference
 
 
-def make_demo_city(folder: str | Path, seed: int = 0, progress: Progress | None = None) -> DemoCity:
-    """Write the synthetic demo city into `folder` and return the paths of its files."""
+def make_demo_city(
+    folder: str | Path, seed: int = 0, size: int = DEMO_SIZE, progress: Progress | None = None
+) -> DemoCity:
+    """Write the synthetic demo city (size x size pixels of 10 m) into `folder`; return its paths."""
     import geopandas as gpd
     import rasterio
     import zarr
@@ -151,9 +157,13 @@ def make_demo_city(folder: str | Path, seed: int = 0, progress: Progress | None 
     )
     transform = _transform(DEMO_PIXEL)
     progress.report(0, "labels")
-    labels = demo_labels(seed)
+    if size < 2 * PATCH_PX or size % int(REFERENCE_PIXEL / DEMO_PIXEL):
+        raise LczError(
+            "size", f"{size} must be a multiple of 10 pixels and at least {2 * PATCH_PX}"
+        )
+    labels = demo_labels(seed, size)
     with LczRasterWriter(
-        city.labels, crs=DEMO_CRS, transform=transform, width=DEMO_SIZE, height=DEMO_SIZE
+        city.labels, crs=DEMO_CRS, transform=transform, width=size, height=size
     ) as writer:
         writer.write(labels)
 
@@ -164,8 +174,8 @@ def make_demo_city(folder: str | Path, seed: int = 0, progress: Progress | None 
         "driver": "GTiff",
         "dtype": "float32",
         "count": DEMO_BANDS,
-        "width": DEMO_SIZE,
-        "height": DEMO_SIZE,
+        "width": size,
+        "height": size,
         "crs": DEMO_CRS,
         "transform": transform,
         "nodata": float("nan"),
@@ -202,8 +212,8 @@ def make_demo_city(folder: str | Path, seed: int = 0, progress: Progress | None 
 
     progress.report(70, "patches and polygons")
     rows = []
-    for top in range(0, DEMO_SIZE, PATCH_PX):
-        for left in range(0, DEMO_SIZE, PATCH_PX):
+    for top in range(0, size, PATCH_PX):
+        for left in range(0, size, PATCH_PX):
             patch = labels[top : top + PATCH_PX, left : left + PATCH_PX]
             counts = np.bincount(patch.ravel(), minlength=18)
             code = int(counts.argmax())
@@ -214,14 +224,14 @@ def make_demo_city(folder: str | Path, seed: int = 0, progress: Progress | None 
     _write_vector(gpd.GeoDataFrame(rows, crs=DEMO_CRS), city.patches)
 
     polygons = []
-    size = 20
+    square = 20  # pixels a side of the uniform squares the polygons are drawn in
     for code in np.unique(labels):
         found = 0
-        for top in range(0, DEMO_SIZE - size, size):
-            for left in range(0, DEMO_SIZE - size, size):
-                if found < 3 and np.all(labels[top : top + size, left : left + size] == code):
-                    x0, y0 = transform * (left + 2, top + size - 2)
-                    x1, y1 = transform * (left + size - 2, top + 2)
+        for top in range(0, size - square, square):
+            for left in range(0, size - square, square):
+                if found < 3 and np.all(labels[top : top + square, left : left + square] == code):
+                    x0, y0 = transform * (left + 2, top + square - 2)
+                    x1, y1 = transform * (left + square - 2, top + 2)
                     polygons.append({"lcz": int(code), "geometry": box(x0, y0, x1, y1)})
                     found += 1
     _write_vector(gpd.GeoDataFrame(polygons, crs=DEMO_CRS), city.polygons)

@@ -71,6 +71,18 @@ def test_demo_city_is_complete_and_deterministic(demo_city, tmp_path):
     assert len(polygons) >= 10 and patches.crs.to_epsg() == 32633
 
 
+def test_demo_city_grows_with_its_size(tmp_path):
+    from lcz_core.errors import LczError
+
+    city = make_demo_city(tmp_path / "small", size=320)
+    with rasterio.open(city.labels) as labels, rasterio.open(city.reference) as reference:
+        assert labels.shape == (320, 320) and reference.shape == (32, 32)
+        codes = labels.read(1)
+    assert {2, 6, 14} <= set(np.unique(codes).tolist())
+    with pytest.raises(LczError, match="size: 333 must be a multiple of 10"):
+        make_demo_city(tmp_path / "odd", size=333)
+
+
 def test_demo_reference_map_disagrees_realistically(demo_city):
     with rasterio.open(demo_city.reference) as src:
         reference = src.read(1)
