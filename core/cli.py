@@ -408,11 +408,10 @@ def _evaluate_model(args: argparse.Namespace, progress: Progress) -> dict[str, A
     "Map LCZ over an embedding raster with a model: styled LCZ GeoTIFF + confidence GeoTIFF",
     arg("--model", required=True, help="model file (.safetensors)"),
     arg("--embeddings", required=True, help="embedding GeoTIFF, VRT, folder of tiles or zarr"),
-    arg("--source-kind", default="auto", help="auto, geotiff, zarr or aef"),
+    *EMBEDDING_ARGS[1:],  # all but --embeddings, required here
     arg("--output", required=True, help="output LCZ GeoTIFF"),
     arg("--confidence", default=None, help="confidence GeoTIFF (default: <output>_confidence.tif)"),
     arg("--stride", type=int, default=None, help="patch models: output pixel in input pixels"),
-    *EXTENT_ARGS,
     arg("--batch-size", type=int, default=256, help="patches per batch"),
     arg("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto"),
 )
@@ -428,6 +427,8 @@ def _predict(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         extent=args.extent,
         extent_crs=args.extent_crs,
         source_kind=args.source_kind,
+        array=args.array,
+        dequantise=args.dequantise,
         batch_size=args.batch_size,
         device=args.device,
         progress=progress,

@@ -126,6 +126,8 @@ def predict_raster(
     extent: tuple[float, float, float, float] | None = None,
     extent_crs: str | None = None,
     source_kind: str = "auto",
+    array: str | None = None,
+    dequantise: str = "quadratic",
     batch_size: int = 256,
     device: str = "auto",
     progress: Progress | None = None,
@@ -141,7 +143,9 @@ def predict_raster(
     run_on = pick_device(device)
     loaded.network.to(run_on)
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(open_source(embeddings, source_kind, "embeddings"))
+        source = stack.enter_context(
+            open_source(embeddings, source_kind, "embeddings", array=array, dequantise=dequantise)
+        )
         check_source(loaded, source, progress)
         if meta["task"] == "patch":
             if stride is None:

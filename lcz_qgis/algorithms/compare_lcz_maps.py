@@ -9,7 +9,7 @@ from qgis.core import (
 )
 
 from .base import LczAlgorithm
-from .import_lcz_map import CODINGS
+from .parameters import CODINGS
 
 METRICS = ("oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
 

@@ -15,8 +15,7 @@ from qgis.core import (
 )
 
 from .base import LczAlgorithm
-
-CODINGS = ["auto", "lcz17", "wudapt"]
+from .parameters import CODINGS
 
 
 class ImportLczMap(LczAlgorithm):

@@ -15,6 +15,7 @@ DEQUANTISATIONS = ["quadratic", "linear"]
 SPLIT_METHODS = ["blocks", "random", "stripes", "checkerboard", "polygons"]
 LABEL_KINDS = ["auto", "polygons", "points", "kml", "so2sat", "raster"]
 CODINGS = ["auto", "lcz17", "wudapt"]
+DEVICES = ["auto", "cpu", "cuda"]
 
 
 def is_set(parameters, name):

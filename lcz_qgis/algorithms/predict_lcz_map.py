@@ -3,16 +3,13 @@
 from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 
 from .base import LczAlgorithm
-from .parameters import SOURCE_KINDS
-
-DEVICES = ["auto", "cpu", "cuda"]
+from .parameters import DEVICES, add_embedding_parameters, embedding_arguments
 
 
 class PredictLczMap(LczAlgorithm):
@@ -33,23 +30,7 @@ class PredictLczMap(LczAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile("MODEL", "Model file", fileFilter="Models (*.safetensors)")
         )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                "EMBEDDINGS", "Embeddings (GeoTIFF, VRT, zarr store or folder of tiles)",
-                behavior=QgsProcessingParameterFile.File,
-                fileFilter="Embedding rasters (*.tif *.tiff *.vrt *.zarr);;All files (*)",
-            )
-        )  # fmt: skip
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                "SOURCE_KIND", "Embedding source kind", SOURCE_KINDS, defaultValue=0
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterExtent(
-                "EXTENT", "Extent (default: the whole raster)", optional=True
-            )
-        )
+        add_embedding_parameters(self)
         self.addParameter(
             QgsProcessingParameterNumber(
                 "STRIDE", "Stride (pixels, 0: default)", defaultValue=0, minValue=0
@@ -63,13 +44,11 @@ class PredictLczMap(LczAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
         arguments = [
             "--model", self.parameterAsFile(parameters, "MODEL", context),
-            f"--embeddings={self.parameterAsFile(parameters, 'EMBEDDINGS', context)}",
-            "--source-kind", SOURCE_KINDS[self.parameterAsEnum(parameters, "SOURCE_KIND", context)],
+            *embedding_arguments(self, parameters, context),
             "--device", DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             "--output", self.parameterAsOutputLayer(parameters, "OUTPUT", context),
             "--confidence", self.parameterAsOutputLayer(parameters, "CONFIDENCE", context),
         ]  # fmt: skip
-        arguments += self.extent_arguments(parameters, "EXTENT", context)
         stride = self.parameterAsInt(parameters, "STRIDE", context)
         if stride:
             arguments += ["--stride", stride]

@@ -13,10 +13,9 @@ from qgis.core import (
 )
 
 from .base import LczAlgorithm
-from .parameters import is_set
+from .parameters import DEVICES, is_set
 
 CLASS_WEIGHTINGS = ["sqrt", "balanced", "none"]
-DEVICES = ["auto", "cpu", "cuda"]
 INTEGER = QgsProcessingParameterNumber.Integer
 # parameter id, description, kind, default (the core's default)
 NUMBERS = [

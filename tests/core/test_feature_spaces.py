@@ -42,3 +42,19 @@ def test_a_model_refuses_another_feature_space(aef_tif, model_metadata):
         check_source(model, AlphaEarthSource(aef_tif), Progress())
     metadata["feature_space"] = "alphaearth (quadratic dequantisation)"
     check_source(model, AlphaEarthSource(aef_tif), Progress())
+
+
+def test_predict_opens_the_source_with_its_dequantisation(aef_tif, model_metadata, tmp_path):
+    from lcz_core.models import save_model
+    from lcz_core.predict import predict_raster
+
+    metadata = {**model_metadata(bands=64), "feature_space": "alphaearth (linear dequantisation)"}
+    model = save_model(tmp_path / "m.safetensors", create_model(metadata).eval(), metadata)
+    with pytest.raises(
+        LczError, match="trained on alphaearth \\(linear .* alphaearth \\(quadratic"
+    ):
+        predict_raster(model, aef_tif, tmp_path / "q.tif", source_kind="aef")
+    result = predict_raster(
+        model, aef_tif, tmp_path / "l.tif", source_kind="aef", dequantise="linear"
+    )
+    assert result["width"] == result["height"] == 7
