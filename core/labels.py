@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 
 from .errors import LczError
 from .lcz import LczCodingError, apply_lookup, code_from_text, resolve_lookup
+from .lczmap import read_classes
 from .outputs import LczRasterWriter
 from .progress import Progress
 
@@ -87,7 +88,7 @@ class RasterLabels:
             if ds.crs is None:
                 raise LczError("labels", f"{self.path} has no CRS; assign one first")
             self.crs, self.nodata = ds.crs, ds.nodata
-            present = _raster_values(ds, band, self.nodata)
+            present = _raster_values(ds, band)
         try:
             self.coding, self.table = resolve_lookup(coding, present, mapping)
         except LczCodingError as error:
@@ -113,18 +114,12 @@ class RasterLabels:
         return apply_lookup(values, self.table, valid)
 
 
-def _raster_values(ds, band: int, nodata: float | None) -> list[int]:
-    """The distinct non-nodata values of a label raster, block by block."""
+def _raster_values(ds, band: int) -> list[int]:
+    """The distinct valid class values of a label raster, block by block."""
     found: set[int] = set()
     for _, window in ds.block_windows(band):
-        block = ds.read(band, window=window)
-        valid = np.isfinite(block) if block.dtype.kind == "f" else np.ones(block.shape, bool)
-        if nodata is not None:
-            valid &= block != nodata
-        values = np.unique(block[valid])
-        if values.size and not np.all(values == np.round(values)):
-            raise LczError("labels", f"{ds.name} holds fractional values; give an LCZ class raster")
-        found.update(int(v) for v in values)
+        values, valid = read_classes(ds, band, window, "labels")
+        found.update(np.unique(values[valid]).astype(np.int64).tolist())
     return sorted(found)
 
 

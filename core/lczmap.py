@@ -111,8 +111,10 @@ def row_blocks(width: int, height: int, col_off: int = 0, row_off: int = 0) -> l
     ]
 
 
-def _read_classes(dataset, band: int, window) -> tuple[np.ndarray, np.ndarray]:
-    """Values and validity (not nodata, not NaN, inside the source) of one block."""
+def read_classes(
+    dataset, band: int, window, parameter: str = "band"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class values and validity (not nodata, not NaN, inside the source) of one block."""
     values = dataset.read(band, window=window)
     valid = dataset.read_masks(band, window=window) > 0
     if values.dtype.kind == "f":
@@ -120,8 +122,8 @@ def _read_classes(dataset, band: int, window) -> tuple[np.ndarray, np.ndarray]:
         fractional = valid & (values != np.round(values))
         if fractional.any():
             raise LczError(
-                "band",
-                f"band {band} holds non-integer values such as {values[fractional][0]:g}; "
+                parameter,
+                f"band {band} of {dataset.name} holds non-integer values such as {values[fractional][0]:g}; "
                 "LCZ classes are integers: choose the band with the classes (not a probability band)",
             )
     return values, valid
@@ -160,7 +162,7 @@ def import_lcz_map(
             scan = SubProgress(progress, 0, 30)
             present: set[int] = set()
             for block in track(blocks, scan, len(blocks), "scanning classes"):
-                values, valid = _read_classes(dataset, band, block)
+                values, valid = read_classes(dataset, band, block)
                 present.update(np.unique(values[valid]).astype(np.int64).tolist())
             if not present:
                 raise LczError("input", f"{input} holds no valid pixels in the chosen extent")
@@ -178,7 +180,7 @@ def import_lcz_map(
                 height=int(window.height),
             ) as writer:
                 for block in track(blocks, write, len(blocks), "writing LCZ map"):
-                    values, valid = _read_classes(dataset, band, block)
+                    values, valid = read_classes(dataset, band, block)
                     codes = apply_lookup(values, table, valid)
                     writer.write(
                         codes,
