@@ -9,9 +9,7 @@ from qgis.core import (
 )
 
 from .base import LczAlgorithm
-from .parameters import CODINGS
-
-METRICS = ("oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
+from .parameters import CODINGS, METRICS
 
 
 class CompareLczMaps(LczAlgorithm):

@@ -10,10 +10,9 @@ from qgis.core import (
 )
 
 from .base import LczAlgorithm
-from .parameters import is_set
+from .parameters import METRICS, is_set
 
 SPLITS = ["test", "val", "train", "all"]
-METRICS = ("oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
 
 
 class EvaluateModel(LczAlgorithm):

@@ -16,6 +16,8 @@ SPLIT_METHODS = ["blocks", "random", "stripes", "checkerboard", "polygons"]
 LABEL_KINDS = ["auto", "polygons", "points", "kml", "so2sat", "raster"]
 CODINGS = ["auto", "lcz17", "wudapt"]
 DEVICES = ["auto", "cpu", "cuda"]
+# the scalar LCZ accuracy measures the worker reports, each a numeric output
+METRICS = ("oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
 
 
 def is_set(parameters, name):
