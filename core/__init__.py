@@ -19,3 +19,33 @@ def _read_version() -> str:
 
 
 __version__ = _read_version()
+
+# the public API: one function per step (heavy libraries are imported when a step runs)
+from .steps import (  # noqa: E402
+    compare_lcz_maps,
+    create_grid,
+    evaluate_model,
+    import_lcz_map,
+    plot_lcz_map,
+    predict_lcz_map,
+    rasterize_labels,
+    sample_patches,
+    train_patch_classifier,
+    train_segmentation,
+    write_demo_city,
+)
+
+__all__ = [
+    "__version__",
+    "compare_lcz_maps",
+    "create_grid",
+    "evaluate_model",
+    "import_lcz_map",
+    "plot_lcz_map",
+    "predict_lcz_map",
+    "rasterize_labels",
+    "sample_patches",
+    "train_patch_classifier",
+    "train_segmentation",
+    "write_demo_city",
+]

@@ -19,10 +19,11 @@ import numpy as np
 from .errors import LczError
 from .outputs import LczRasterWriter, atomic_path
 from .progress import Progress
+from .steps.demo import DEMO_CITY
 
 DEMO_CRS = "EPSG:32633"
 DEMO_ORIGIN = (380_000.0, 5_825_000.0)  # upper-left corner, metres
-DEMO_SIZE = 480  # pixels a side
+DEMO_SIZE = DEMO_CITY.param("size").default  # pixels a side
 DEMO_PIXEL = 10.0  # metres
 DEMO_BANDS = 64
 PATCH_PX = 32

@@ -40,10 +40,13 @@ from .models import (
 )
 from .outputs import atomic_path, write_text_atomic
 from .progress import Progress, SubProgress
+from .steps.modelling import TRAINING_OPTIONS
 
 TRAIN_COMMANDS = {"patch": "train-patch-classifier", "segmentation": "train-segmentation"}
 CLASS_WEIGHTINGS = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
 SUMMARY_KEYS = ("n", "oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
+# the defaults of the options a user sets live in the training steps' spec
+OPTION_DEFAULTS = {p.name: p.default for p in TRAINING_OPTIONS}
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_oa", "val_macro_f1", "lr", "seconds")
 
 
@@ -53,19 +56,19 @@ class TrainConfig:
 
     task: str = "patch"
     architecture: str = ""  # "" = the task's default (resnet10t, unet)
-    width: int = 16
-    stem: str = "1x1"
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.01
+    width: int = OPTION_DEFAULTS["width"]
+    stem: str = OPTION_DEFAULTS["stem"]
+    epochs: int = OPTION_DEFAULTS["epochs"]
+    batch_size: int = OPTION_DEFAULTS["batch_size"]
+    learning_rate: float = OPTION_DEFAULTS["learning_rate"]
+    weight_decay: float = OPTION_DEFAULTS["weight_decay"]
     warmup_epochs: float = 1.0
-    patience: int = 5
-    class_weighting: str = "sqrt"
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  # 0 = torch's default
+    patience: int = OPTION_DEFAULTS["patience"]
+    class_weighting: str = OPTION_DEFAULTS["class_weighting"]
+    augment: bool = OPTION_DEFAULTS["augment"]
+    seed: int = OPTION_DEFAULTS["seed"]
+    device: str = OPTION_DEFAULTS["device"]
+    threads: int = OPTION_DEFAULTS["threads"]  # 0 = torch's default
 
     def __post_init__(self) -> None:
         if not self.architecture:

@@ -248,4 +248,4 @@ def test_command_line_writes_grid_and_dataset(demo_city, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["count"] == len(open_dataset(tmp_path / "ds")) > 0
     assert main([*args, "--output", str(tmp_path / "bad"), "--class-field", "nope"]) == 1
-    assert "class_field: " in capsys.readouterr().err
+    assert "--class-field: " in capsys.readouterr().err

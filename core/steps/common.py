@@ -1,0 +1,172 @@
+"""Parameter groups shared by several steps, and the helpers that act on their values."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..choices import CODINGS, DEQUANTISATIONS, LABEL_KINDS, SOURCE_KINDS, SPLIT_METHODS
+from ..spec import Param
+
+EMBEDDINGS = (
+    Param(
+        "embeddings", "embeddings", "Embeddings",
+        "GeoTIFF, VRT, zarr store or folder of tiles (TESSERA .npy or GeoTIFF tiles)",
+        group="Embeddings",
+    ),
+    Param(
+        "source_kind", "enum", "Embedding source kind",
+        "auto decides from the path; aef: AlphaEarth int8 export",
+        default="auto", choices=SOURCE_KINDS, advanced=True, group="Embeddings",
+    ),
+    Param(
+        "array", "string", "zarr array name", "the array in a zarr group holding the embeddings",
+        optional=True, advanced=True, group="Embeddings",
+    ),
+    Param(
+        "dequantise", "enum", "AlphaEarth int8 dequantisation",
+        "quadratic: sign(v) * (v / 127.5)^2 (the export convention); linear: v / 127",
+        default="quadratic", choices=DEQUANTISATIONS, advanced=True, group="Embeddings",
+    ),
+)  # fmt: skip
+EXTENT = (
+    Param(
+        "extent", "extent", "Extent", "xmin,ymin,xmax,ymax (default: the whole input)",
+        optional=True, group="Extent",
+    ),
+    Param(
+        "extent_crs", "crs", "Extent CRS", "CRS of the extent, e.g. EPSG:4326 (default: the input's)",
+        optional=True, parent="extent", group="Extent",
+    ),
+)  # fmt: skip
+LABELS = (
+    Param(
+        "labels", "labels", "LCZ labels",
+        "polygons or points with a class field, a WUDAPT KMZ/KML, So2Sat _geo.h5 or an LCZ raster",
+        group="Labels",
+    ),
+    Param(
+        "label_kind", "enum", "Label kind", "auto decides from the file",
+        default="auto", choices=LABEL_KINDS, advanced=True, group="Labels",
+    ),
+    Param(
+        "class_field", "field", "Field holding the LCZ class",
+        "vector labels: 1-17, 1-10 with 101-107, or letters A-G (default: found by name)",
+        optional=True, parent="labels", group="Labels",
+    ),
+    Param(
+        "coding", "enum", "Class coding",
+        "auto: 1-17 or 1-10 with 101-107, from the values present",
+        default="auto", choices=CODINGS, group="Labels",
+    ),
+    Param(
+        "mapping", "string", "Class mapping", "explicit 'from:to,...' (to: 1-17 or A-G, 0 = nodata)",
+        optional=True, advanced=True, group="Labels",
+    ),
+)  # fmt: skip
+SO2SAT_EPSG = Param(
+    "epsg", "int", "So2Sat: EPSG code of the city",
+    "So2Sat files hold many cities; take the patches of this one",
+    optional=True, minimum=1, advanced=True, group="Labels",
+)  # fmt: skip
+SPLIT = (
+    Param(
+        "split_method", "enum", "Split method",
+        "blocks of cells (leak-free), random cells, stripes, a checkerboard or your polygons",
+        default="blocks", choices=SPLIT_METHODS, group="Split",
+    ),
+    Param(
+        "fractions", "string", "Train, val, test shares",
+        "three shares summing to 1 (checkerboard: always half train, a quarter val, a quarter test)",
+        default="0.7,0.15,0.15", group="Split",
+    ),
+    Param(
+        "seed", "int", "Random seed", "same inputs and seed give the same split",
+        default=0, minimum=0, group="Split",
+    ),
+    Param(
+        "block_cells", "int", "Block or stripe size (cells)", "cells a side of a split block",
+        default=4, minimum=1, advanced=True, group="Split",
+    ),
+    Param(
+        "buffer", "float", "Buffer between train and held-out cells (m)",
+        "held-out cells closer than this to a train cell are dropped; -1: no buffer",
+        default=0.0, minimum=-1.0, advanced=True, group="Split",
+    ),
+    Param(
+        "split_polygons", "vector", "Split polygons", "method 'polygons': train/val/test polygons",
+        optional=True, group="Split",
+    ),
+    Param(
+        "split_field", "field", "Split field", "method 'polygons': the field holding train, val or test",
+        default="split", parent="split_polygons", advanced=True, group="Split",
+    ),
+)  # fmt: skip
+
+
+def optional(params: tuple[Param, ...]) -> tuple[Param, ...]:
+    """The same parameters, none of them required (another parameter can stand in for them)."""
+    return tuple(dataclasses.replace(p, optional=True) for p in params)
+
+
+def open_embeddings(values: dict[str, Any]):
+    """The embedding source named by the values and the extent in its CRS (None = all)."""
+    from ..cities import reproject_extent
+    from ..rasters import open_source
+
+    source = open_source(
+        values["embeddings"],
+        values["source_kind"],
+        array=values["array"],
+        dequantise=values["dequantise"],
+    )
+    extent = values["extent"]
+    if extent is not None and values["extent_crs"]:
+        extent = reproject_extent(extent, values["extent_crs"], source.crs)
+    return source, extent
+
+
+def parsed_mapping(text: str | None):
+    """An explicit class mapping (None when not given)."""
+    from ..lcz import parse_mapping
+
+    return parse_mapping(text) if text else None
+
+
+def open_labels_from(values: dict[str, Any], progress: Any):
+    """The labels named by the values (a 'path|layername=x' source keeps its layer)."""
+    from ..labels import open_labels
+    from ..spec import split_layer
+
+    path, layer = split_layer(values["labels"])
+    return open_labels(
+        path,
+        values["label_kind"],
+        values["class_field"],
+        values["coding"],
+        parsed_mapping(values["mapping"]),
+        layer=layer,
+        epsg=values.get("epsg"),
+        progress=progress,
+    )
+
+
+def split_config(values: dict[str, Any]):
+    """The split settings named by the values."""
+    from ..errors import LczError
+    from ..sampling import SplitConfig
+
+    try:
+        fractions = tuple(float(v) for v in values["fractions"].split(","))
+    except ValueError:
+        raise LczError("fractions", f"{values['fractions']!r} is not 'train,val,test'") from None
+    polygons = values["split_polygons"]
+    return SplitConfig(
+        method=values["split_method"],
+        fractions=fractions,  # type: ignore[arg-type]
+        seed=values["seed"],
+        block_cells=values["block_cells"],
+        buffer_m=None if values["buffer"] < 0 else values["buffer"],
+        polygons=polygons,
+        split_field=values["split_field"],
+    )

@@ -1,0 +1,218 @@
+"""Steps on models: train a patch classifier or a U-Net, evaluate a model, predict an LCZ map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..choices import CLASS_WEIGHTINGS, DEVICES, EVALUATION_SPLITS, METRICS, STEMS
+from ..errors import LczError
+from ..spec import Output, Param, Step
+from .common import EMBEDDINGS, EXTENT
+
+GROUP = "Models"
+DEVICE = Param(
+    "device", "enum", "Device", "auto: a GPU when present", default="auto", choices=DEVICES,
+    advanced=True,
+)  # fmt: skip
+MODEL = Param("model", "file", "Model file", file_filter="Models (*.safetensors)")
+
+
+def _option(name: str, kind: str, label: str, help: str, default: Any, **more: Any) -> Param:
+    """A training option: given here, else from the experiment file, else the default."""
+    return Param(
+        name, kind, label, help, default=default, inherit_from="experiment", group="Training",
+        **more,
+    )  # fmt: skip
+
+
+TRAINING_OPTIONS = (
+    _option(
+        "architecture", "string", "Architecture",
+        "a timm ResNet name for the patch classifier (default resnet10t); unet for segmentation",
+        None, optional=True, advanced=True,
+    ),
+    _option("width", "int", "Channels of the first stage", "", 16, minimum=4, maximum=256, advanced=True),
+    _option("stem", "enum", "First convolution (stride 1)", "", "1x1", choices=STEMS, advanced=True),
+    _option("epochs", "int", "Maximum epochs", "", 30, minimum=1, maximum=10_000),
+    _option("batch_size", "int", "Batch size", "samples per batch", 64, minimum=2, maximum=65_536, advanced=True),
+    _option("learning_rate", "float", "Peak learning rate", "AdamW, after warm-up", 0.002, minimum=1e-8, maximum=10.0, advanced=True),
+    _option("weight_decay", "float", "Weight decay", "AdamW", 0.01, minimum=0.0, maximum=10.0, advanced=True),
+    _option("patience", "int", "Early-stopping patience (epochs)", "epochs without a better validation loss", 5, minimum=1),
+    _option(
+        "class_weighting", "enum", "Class weighting",
+        "sqrt: inverse square root of the class frequency; balanced: inverse frequency",
+        "sqrt", choices=CLASS_WEIGHTINGS, advanced=True,
+    ),
+    _option("augment", "bool", "Flip and rot90 augmentation", "", True),
+    _option("seed", "int", "Random seed", "same data and seed give the same model on a CPU", 0, minimum=0),
+    _option("device", "enum", "Device", "auto: a GPU when present", "auto", choices=DEVICES, advanced=True),
+    _option(
+        "threads", "int", "CPU threads", "0: torch's choice; 1 is faster beside a busy desktop",
+        0, minimum=0, maximum=1024, advanced=True,
+    ),
+)  # fmt: skip
+
+
+def training_step(name: str, title: str, help: str, dataset_label: str) -> Step:
+    """The spec of a training step; both training steps share it."""
+    return Step(
+        name,
+        title,
+        GROUP,
+        help,
+        (
+            Param(
+                "dataset", "folder", dataset_label, "required without an experiment file",
+                optional=True,
+            ),
+            Param(
+                "experiment", "file", "Experiment file",
+                "a run's experiment.toml; the options given here override its values",
+                optional=True, file_filter="TOML files (*.toml)",
+            ),
+            *TRAINING_OPTIONS,
+            Param(
+                "output", "output_folder", "Run folder",
+                "config, log, curves and model; required without an experiment file",
+                optional=True,
+            ),
+        ),
+        (
+            Output("model", "file", "Model file"),
+            Output("metrics", "json", "Validation and test metrics (JSON)"),
+            Output("test_oa", "number", "Test overall accuracy"),
+            Output("best_epoch", "number", "Best epoch"),
+        ),
+        requires=(("dataset", "output"), ("experiment",)),
+    )  # fmt: skip
+
+
+TRAIN_PATCH_CLASSIFIER = training_step(
+    "train-patch-classifier",
+    "Train patch classifier",
+    "Trains a small timm ResNet (stride-1 stem, no max-pool) to classify 32 x 32 embedding "
+    "patches into LCZ classes: AdamW with warm-up and cosine decay, class weighting, flip and "
+    "rot90 augmentation, early stopping on the validation loss, seeded and deterministic on a "
+    "CPU. Writes a run folder: experiment.toml (reruns the run), log.csv, curves.png and "
+    "model.safetensors (weights plus metadata; loading it executes no code).",
+    "Dataset folder (patches)",
+)
+TRAIN_SEGMENTATION = training_step(
+    "train-segmentation",
+    "Train segmentation model (U-Net)",
+    "Trains a small U-Net on a tile dataset (Sample labelled patches with kind 'tiles'); "
+    "unlabelled pixels (0) are ignored by the loss. Same options and run folder as Train patch "
+    "classifier.",
+    "Dataset folder (tiles)",
+)
+
+
+def _train(task: str, values: dict[str, Any], progress: Any) -> dict[str, Any]:
+    from ..train import TrainConfig, read_experiment, train
+
+    dataset, output = values["dataset"], values["output"]
+    options = {p.name: values[p.name] for p in TRAINING_OPTIONS}
+    settings = {p.name: p.default for p in TRAINING_OPTIONS}
+    if values["experiment"]:
+        file_dataset, file_output, config = read_experiment(values["experiment"])
+        if config.task != task:
+            raise LczError("experiment", f"{values['experiment']} is a {config.task} experiment")
+        settings.update({p.name: getattr(config, p.name) for p in TRAINING_OPTIONS})
+        dataset, output = dataset or file_dataset, output or file_output
+    settings.update({k: v for k, v in options.items() if v is not None})
+    config = TrainConfig(task=task, **{k: v for k, v in settings.items() if v is not None})
+    result = train(dataset, output, config, progress)
+    return {**result, "test_oa": result["metrics"].get("test", {}).get("oa")}
+
+
+@TRAIN_PATCH_CLASSIFIER.implementation
+def train_patch_classifier(*, progress: Any, **values: Any) -> dict[str, Any]:
+    return _train("patch", values, progress)
+
+
+@TRAIN_SEGMENTATION.implementation
+def train_segmentation(*, progress: Any, **values: Any) -> dict[str, Any]:
+    return _train("segmentation", values, progress)
+
+
+EVALUATE_MODEL = Step(
+    "evaluate-model",
+    "Evaluate model",
+    GROUP,
+    "Measures a model on one or more datasets: OA, kappa, OA_u, OA_bu, OA_w, macro F1, per-class "
+    "producer's and user's accuracy and F1, confusion matrices (counts and normalised), overall "
+    "and per city, beside the majority-class baseline. Split 'all' evaluates every sample, e.g. "
+    "of a city the model never saw (cross-city transfer). Writes metrics.json, confusion PNGs and "
+    "report.html into the output folder.",
+    (
+        MODEL,
+        Param("dataset", "folder", "Dataset folders", "one or more", multiple=True),
+        Param(
+            "split", "enum", "Split", "all: every sample (e.g. an unseen city)",
+            default="test", choices=EVALUATION_SPLITS,
+        ),
+        Param(
+            "city", "string", "Cities", "comma-separated names to keep (default: all)",
+            optional=True,
+        ),
+        Param("batch_size", "int", "Batch size", default=256, minimum=1, maximum=65_536, advanced=True),
+        DEVICE,
+        Param("output", "output_folder", "Report folder"),
+    ),
+    (
+        Output("report", "html", "Report"),
+        Output("metrics_json", "file", "Metrics (JSON)"),
+        Output("majority_baseline_oa", "number", "Majority-class baseline OA"),
+        *(Output(name, "number", label) for name, label in METRICS.items()),
+    ),
+)  # fmt: skip
+
+
+@EVALUATE_MODEL.implementation
+def evaluate_model(
+    *, dataset: list[str], city: str | None, progress: Any, **values: Any
+) -> dict[str, Any]:
+    from ..evaluate import evaluate_model as evaluate
+
+    cities = [c.strip() for c in (city or "").split(",") if c.strip()] or None
+    result = evaluate(datasets=dataset, cities=cities, progress=progress, **values)
+    return {**result, **{name: result["metrics"][name] for name in METRICS}}
+
+
+PREDICT = Step(
+    "predict",
+    "Predict LCZ map",
+    GROUP,
+    "Maps LCZ over embeddings (or an extent of them, drawn on the canvas or taken from a layer) "
+    "with a trained model, window by window (memory does not grow with the extent): a styled LCZ "
+    "GeoTIFF (0 where the embeddings are missing) and a confidence GeoTIFF (the winning class "
+    "probability). The model refuses embeddings whose band count or feature space does not match "
+    "the one it was trained on. A patch classifier labels each output pixel from the patch "
+    "around it.",
+    (
+        MODEL,
+        *EMBEDDINGS,
+        *EXTENT,
+        Param(
+            "stride", "int", "Output pixel (input pixels)",
+            "patch classifier: output pixel size in input pixels (default: about 100 m, the LCZ "
+            "mapping scale: 10 at 10 m)",
+            optional=True, minimum=1, advanced=True,
+        ),
+        Param("batch_size", "int", "Batch size", "patches per batch", default=256, minimum=1, maximum=65_536, advanced=True),
+        DEVICE,
+        Param("output", "output_raster", "LCZ map"),
+        Param(
+            "confidence", "output_raster", "Confidence",
+            "default: <output>_confidence.tif", optional=True,
+        ),
+    ),
+    (Output("class_counts", "json", "Pixels per class (JSON)"),),
+)  # fmt: skip
+
+
+@PREDICT.implementation
+def predict_lcz_map(*, progress: Any, **values: Any) -> dict[str, Any]:
+    from ..predict import predict_raster
+
+    return predict_raster(progress=progress, **values)
