@@ -103,24 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = step.function(progress=progress, **given)  # type: ignore[misc]
     except (Cancelled, KeyboardInterrupt):
-        _finish(progress, "cancelled", message="cancelled by the user; no partial output was left")
+        _finish(progress, "cancelled", message="cancelled by the user")
         return 130
     except LczError as error:
-        _finish(progress, "error", message=_flagged(step, error), parameter=error.parameter)
+        _finish(progress, "error", step, message=error.message, parameter=error.parameter)
         return 1
     except OSError as error:
-        parameter = _parameter_of(step, given, error.filename)
         message = f"cannot use {error.filename or 'a file'}: {error.strerror or error}"
-        if parameter:
-            message = f"{step.param(parameter).flag}: {message}"
-        _finish(progress, "error", message=message, parameter=parameter)
+        parameter = _parameter_of(step, given, error.filename)
+        _finish(progress, "error", step, message=message, parameter=parameter)
         return 1
     except MemoryError:
-        _finish(
-            progress,
-            "error",
-            message="not enough memory for this run: choose a smaller extent, batch or dataset",
-        )
+        message = "not enough memory for this run: choose a smaller extent, batch or dataset"
+        _finish(progress, "error", message=message)
         return 1
     except Exception as error:  # unexpected: keep the traceback for a bug report
         _finish(
@@ -132,14 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _finish(progress, "result", outputs=result.as_dict())
     return 0
-
-
-def _flagged(step: Step, error: LczError) -> str:
-    """The error's message led by the parameter as the command line spells it."""
-    try:
-        return f"{step.param(error.parameter).flag}: {error.message}"
-    except KeyError:
-        return str(error)
 
 
 def _parameter_of(step: Step, values: dict[str, Any], filename: Any) -> str | None:
@@ -161,7 +148,8 @@ def _parameter_of(step: Step, values: dict[str, Any], filename: Any) -> str | No
     return None
 
 
-def _finish(progress: Progress, kind: str, **fields: Any) -> None:
+def _finish(progress: Progress, kind: str, step: Step | None = None, **fields: Any) -> None:
+    """The run's last word: JSON for the worker, else the result or one line on stderr."""
     if isinstance(progress, JsonLinesProgress):
         progress.send(kind, **fields)
         return
@@ -169,7 +157,11 @@ def _finish(progress: Progress, kind: str, **fields: Any) -> None:
         progress.close()
     if kind == "result":
         print(json.dumps(fields["outputs"], indent=2, default=str))
-    else:
-        print(f"{kind}: {fields['message']}", file=sys.stderr)
-        if "traceback" in fields:
-            print(fields["traceback"], file=sys.stderr)
+        return
+    message, parameter = fields["message"], fields.get("parameter")
+    if step is not None and parameter:
+        known = [p.flag for p in step.params if p.name == parameter]
+        message = f"{known[0] if known else parameter}: {message}"
+    print(f"{kind}: {message}", file=sys.stderr)
+    if "traceback" in fields:
+        print(fields["traceback"], file=sys.stderr)

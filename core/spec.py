@@ -179,6 +179,7 @@ class Step:
     # alternatives of which one must be given entirely, e.g. (("embeddings", "labels"), ("cities",))
     requires: tuple[tuple[str, ...], ...] = ()
     qgis: bool = True  # offered as a QGIS algorithm
+    qgis_id: str = ""  # the QGIS algorithm id when it is not the name without dashes
     function: Callable[..., Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -189,7 +190,7 @@ class Step:
     @property
     def algorithm_id(self) -> str:
         """The QGIS algorithm id (lowercase, no separators)."""
-        return self.name.replace("-", "")
+        return self.qgis_id or self.name.replace("-", "")
 
     def param(self, name: str) -> Param:
         """The parameter called `name`."""

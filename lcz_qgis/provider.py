@@ -5,7 +5,7 @@ from pathlib import Path
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from .algorithms import ALGORITHMS
+from .algorithms import algorithms
 from .worker import WORKER_PYTHON_SETTING, default_worker_python
 
 try:  # the Processing plugin is there in the desktop and in qgis_process
@@ -50,7 +50,7 @@ class LczProvider(QgsProcessingProvider):
             ProcessingConfig.removeSetting(WORKER_PYTHON_SETTING)
 
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
-        for algorithm in ALGORITHMS:
+        for algorithm in algorithms():
             self.addAlgorithm(algorithm())
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from qgis.core import QgsProcessingException
 
+from .core_path import CORE_PATH
+
 PLUGIN_DIR = Path(__file__).resolve().parent
-CORE_PATH = PLUGIN_DIR / "lib"
 WORKER_PYTHON_SETTING = "LCZ_WORKER_PYTHON"
 WORKER_PYTHON_ENV = "LCZ_QGIS_PYTHON"
 USER_VENV = Path.home() / ".local" / "share" / "lcz_qgis" / "venv"
@@ -76,8 +77,11 @@ def _pump(stream, sink):
     stream.close()
 
 
-def run_core(command, arguments, feedback):
-    """Run `python -m lcz_core <command> <arguments>` in the worker; return its outputs dict."""
+def run_core(command, arguments, feedback, labels=None):
+    """Run `python -m lcz_core <command> <arguments>` in the worker; return its outputs dict.
+
+    `labels` maps parameter names to dialog labels: the worker's errors name the label.
+    """
     argv = [worker_python(), "-m", "lcz_core", "--jsonl", command, *[str(a) for a in arguments]]
     feedback.pushCommandInfo("Worker: " + " ".join(shlex.quote(a) for a in argv))
     process = subprocess.Popen(
@@ -123,7 +127,11 @@ def run_core(command, arguments, feedback):
         elif kind == "error":
             if message.get("traceback"):
                 feedback.pushDebugInfo(message["traceback"])
-            raise QgsProcessingException(message["message"])
+            parameter = message.get("parameter")
+            text = message["message"]
+            if parameter:
+                text = f"{(labels or {}).get(parameter, parameter)}: {text}"
+            raise QgsProcessingException(text)
         elif kind == "cancelled":
             raise QgsProcessingException(CANCELLED)
     process.wait()

@@ -23,7 +23,7 @@ run lcz:predictlczmap -- MODEL="$d/run/model.safetensors" EMBEDDINGS="$d/synthet
     OUTPUT="$d/predicted_lcz.tif" CONFIDENCE="$d/predicted_confidence.tif"
 run lcz:importlczmap -- INPUT="$d/synthetic_reference_100m.tif" OUTPUT="$d/reference_lcz.tif"
 run lcz:comparelczmaps -- INPUT="$d/predicted_lcz.tif" REFERENCE="$d/reference_lcz.tif" \
-    REFERENCE_OUTPUT="$d/reference_clipped.tif" OUTPUT="$d/agreement.json" CONFUSION="$d/agreement_confusion.png"
+    REFERENCE_OUTPUT="$d/reference_clipped.tif" OUTPUT="$d/agreement.json" CONFUSION_PNG="$d/agreement_confusion.png"
 run lcz:plotlczmap -- INPUT="$d/predicted_lcz.tif" TITLE="Synthetica (synthetic): predicted LCZ, 100 m" \
     OUTPUT="$d/predicted_lcz.png"
 run lcz:plotlczmap -- INPUT="$d/reference_lcz.tif" TITLE="Synthetica (synthetic): reference LCZ map, 100 m" \

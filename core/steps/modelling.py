@@ -208,6 +208,7 @@ PREDICT = Step(
         ),
     ),
     (Output("class_counts", "json", "Pixels per class (JSON)"),),
+    qgis_id="predictlczmap",
 )  # fmt: skip
 
 

@@ -1,25 +1,16 @@
-"""One module per algorithm; ALGORITHMS lists what the provider offers."""
+"""The provider's algorithms: one class per core step spec (only QGIS behaviour is written here)."""
 
-from .compare_lcz_maps import CompareLczMaps
-from .create_grid import CreateGrid
-from .evaluate_model import EvaluateModel
-from .import_lcz_map import ImportLczMap
-from .plot_lcz_map import PlotLczMap
-from .predict_lcz_map import PredictLczMap
-from .rasterize_labels import RasterizeLabels
-from .sample_patches import SamplePatches
-from .train_patch_classifier import TrainPatchClassifier
-from .train_segmentation import TrainSegmentation
+from .. import core_path  # noqa: F401 (puts the core's specs on the path)
+from .base import LczAlgorithm
 
-ALGORITHMS = [
-    ImportLczMap,
-    PlotLczMap,
-    CompareLczMaps,
-    CreateGrid,
-    SamplePatches,
-    RasterizeLabels,
-    TrainPatchClassifier,
-    TrainSegmentation,
-    EvaluateModel,
-    PredictLczMap,
-]
+
+def _algorithm_class(step):
+    name = "".join(part.capitalize() for part in step.name.split("-"))
+    return type(name, (LczAlgorithm,), {"step": step, "__doc__": step.title})
+
+
+def algorithms():
+    """A class per step offered in QGIS, in workflow order."""
+    from lcz_core.steps import STEPS
+
+    return [_algorithm_class(step) for step in STEPS if step.qgis]

@@ -1,71 +1,140 @@
-"""The base of every LCZ algorithm: ids, help and the hand-over of one step to the worker."""
+"""The one LCZ algorithm class: parameters, checks, help and the worker call, all from a step spec."""
 
+import html
 import json
+import os
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingLayerPostProcessorInterface
 
 from ..worker import run_core
+from .parameters import (
+    definitions,
+    given,
+    is_part,
+    label,
+    result_definition,
+    worker_values,
+)
 
 
 class LczAlgorithm(QgsProcessingAlgorithm):
-    """Subclasses set `algorithm_id`, `display_name`, `group_name`, `help_text` and implement
-    `initAlgorithm` and `processAlgorithm` (translate parameters, call `run_core`, return outputs)."""
+    """An algorithm made from `step`, a core step spec (subclasses only set it)."""
 
-    algorithm_id = ""
-    display_name = ""
-    group_name = ""
-    help_text = ""
+    step = None
 
     def name(self):
-        return self.algorithm_id
+        return self.step.algorithm_id
 
     def displayName(self):  # noqa: N802 (QGIS API)
-        return self.display_name
+        return self.step.title
 
     def group(self):
-        return self.group_name
+        return self.step.group
 
     def groupId(self):  # noqa: N802 (QGIS API)
-        return self.group_name.lower().replace(" ", "")
+        return self.step.group.lower().replace(" ", "")
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
-        return self.help_text
+        return help_html(self.step)
 
     def createInstance(self):  # noqa: N802 (QGIS API)
         return type(self)()
 
-    def run_core(self, command, arguments, feedback):
-        """Run one core command in the worker and return its outputs."""
-        return run_core(command, arguments, feedback)
+    def initAlgorithm(self, config=None):  # noqa: N802 (QGIS API)
+        for param in self.step.params:
+            for definition in definitions(param, self.step):
+                self.addParameter(definition)
+        for output in self.step.outputs:
+            self.addOutput(result_definition(output))
 
-    @staticmethod
-    def as_json(value):
-        """A structured worker result as a string output."""
-        return json.dumps(value)
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        # outputs always have a value in QGIS (a temporary file when left empty)
+        present = {
+            p.name: True if p.is_output or given(p, parameters) else None for p in self.step.params
+        }
+        missing = self.step.missing_requirements(present)
+        if missing:
+            return False, missing
+        for param in self.step.params:
+            if param.kind == "extent" and present.get(param.name):
+                extent = self.parameterAsExtent(parameters, param.qgis_name, context)
+                if extent.isEmpty() or extent.width() <= 0 or extent.height() <= 0:
+                    return False, f"{label(param)}: the extent has no area; draw or choose one"
+                crs = self.parameterAsExtentCrs(parameters, param.qgis_name, context)
+                if not crs.isValid():
+                    return False, f"{label(param)}: the extent has no valid CRS"
+        return True, ""
 
-    def extent_arguments(self, parameters, name, context):
-        """['--extent', 'xmin,ymin,xmax,ymax', '--extent-crs', crs] or [] when not set."""
-        if parameters.get(name) in (None, ""):
-            return []
-        extent = self.parameterAsExtent(parameters, name, context)
-        if extent.isNull() or extent.isEmpty():
-            return []
-        crs = self.parameterAsExtentCrs(parameters, name, context)
-        values = ",".join(
-            repr(v)
-            for v in (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
-        )
-        # the '=' form keeps a negative first coordinate from reading as an option
-        arguments = [f"--extent={values}"]
-        if crs.isValid():
-            arguments.append(f"--extent-crs={crs.authid() or crs.toWkt()}")
+    def worker_arguments(self, parameters, context):
+        """The worker's command-line arguments for the dialog's values."""
+        arguments = []
+        for param in self.step.params:
+            if not is_part(param, self.step):
+                arguments += worker_values(self, param, parameters, context)
         return arguments
 
-    def raster_source(self, parameters, name, context):
-        """The file (or GDAL path) behind a raster layer parameter."""
-        layer = self.parameterAsRasterLayer(parameters, name, context)
-        if layer is None:
-            raise QgsProcessingException(
-                f"{name}: not a raster layer GDAL can read; choose a raster file"
-            )
-        return layer.source()
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS API)
+        arguments = self.worker_arguments(parameters, context)
+        labels = {p.name: label(p) for p in self.step.params}
+        result = run_core(self.step.name, arguments, feedback, labels)
+        outputs = {}
+        for param in self.step.params:
+            if param.is_output and result.get(param.name):
+                outputs[param.qgis_name] = result[param.name]
+                style_on_load(result[param.name], param.label, context)
+        for output in self.step.outputs:
+            value = result.get(output.name)
+            outputs[output.name.upper()] = json.dumps(value) if output.kind == "json" else value
+        return outputs
+
+
+def help_html(step):
+    """The help panel: the step's help, then each parameter's label, help and default."""
+    rows = []
+    for param in step.params:
+        if is_part(param, step):
+            continue
+        default = (
+            f" Default: {html.escape(param.describe_default())}."
+            if param.default is not None
+            else ""
+        )
+        choices = f" One of: {html.escape(', '.join(param.choices))}." if param.choices else ""
+        rows.append(
+            f"<li><b>{html.escape(label(param))}</b>: {html.escape(param.help)}{choices}{default}</li>"
+        )
+    return f"<p>{html.escape(step.help)}</p><ul>{''.join(rows)}</ul>"
+
+
+class StyleOnLoad(QgsProcessingLayerPostProcessorInterface):
+    """Applies the `.qml` style the worker wrote beside an output when Processing loads it."""
+
+    def __init__(self, style):
+        super().__init__()
+        self.style = style
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API)
+        message, ok = layer.loadNamedStyle(self.style)
+        if not ok:
+            feedback.reportError(f"could not apply the style {self.style}: {message}")
+        layer.triggerRepaint()
+
+
+# Processing keeps a raw pointer to post-processors: hold the Python objects until QGIS is done
+_POST_PROCESSORS = []
+
+
+def style_on_load(path, name, context):
+    """Name a loaded output layer and style it with its sidecar `.qml` (where the worker wrote one)."""
+    if not context.willLoadLayerOnCompletion(path):
+        return
+    details = context.layerToLoadOnCompletionDetails(path)
+    details.name = name
+    style = os.path.splitext(path)[0] + ".qml"
+    if os.path.exists(style):
+        processor = StyleOnLoad(style)
+        _POST_PROCESSORS.append(processor)
+        details.setPostProcessor(processor)

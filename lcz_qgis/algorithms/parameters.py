@@ -1,169 +1,292 @@
-"""Parameter groups shared by several algorithms, and their translation to worker arguments."""
+"""Spec parameters as QGIS parameter definitions, and dialog values as the worker's arguments.
+
+One function per direction, each a table over the spec's kinds: the QGIS-only knowledge of the
+plugin (which widget shows a kind, how a layer becomes a path the worker can read).
+"""
+
+import os
 
 from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputFolder,
+    QgsProcessingOutputHtml,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputString,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterMapLayer,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterPoint,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
     QgsProcessingParameterVectorLayer,
 )
 
-SOURCE_KINDS = ["auto", "geotiff", "zarr", "aef"]
-DEQUANTISATIONS = ["quadratic", "linear"]
-SPLIT_METHODS = ["blocks", "random", "stripes", "checkerboard", "polygons"]
-LABEL_KINDS = ["auto", "polygons", "points", "kml", "so2sat", "raster"]
-CODINGS = ["auto", "lcz17", "wudapt"]
-DEVICES = ["auto", "cpu", "cuda"]
-# the scalar LCZ accuracy measures the worker reports, each a numeric output
-METRICS = ("oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
+# a second parameter for sources that are folders (zarr stores, tile folders, more datasets)
+FOLDER_SUFFIX = "_FOLDER"
+MORE_PREFIX = "MORE_"
+BOOLEANS = ("true", "false")
+RESULTS = {
+    "number": QgsProcessingOutputNumber,
+    "string": QgsProcessingOutputString,
+    "json": QgsProcessingOutputString,
+    "file": QgsProcessingOutputFile,
+    "html": QgsProcessingOutputHtml,
+    "folder": QgsProcessingOutputFolder,
+    "raster": QgsProcessingOutputRasterLayer,
+    "vector": QgsProcessingOutputVectorLayer,
+}
+
+
+def is_part(param, step):
+    """Whether a parameter is filled from another one in QGIS (an extent's or a point's CRS)."""
+    return (
+        param.kind == "crs"
+        and param.parent
+        and step.param(param.parent).kind in ("extent", "point")
+    )
+
+
+def label(param):
+    """The dialog label; options inherited from a settings file say so."""
+    if param.inherit_from:
+        default = param.describe_default() or "the task's default"
+        return f"{param.label} (empty: from the {param.inherit_from} file, else {default})"
+    return param.label
+
+
+def definitions(param, step):
+    """The QGIS parameter definitions of one spec parameter (none, one or two)."""
+    if is_part(param, step):
+        return []
+    name, text = param.qgis_name, label(param)
+    optional = param.optional or param.default is not None or bool(param.inherit_from)
+    default = None if param.inherit_from else param.default
+    kind = param.kind
+    if kind == "embeddings":
+        made = [
+            QgsProcessingParameterRasterLayer(name, text, optional=True),
+            QgsProcessingParameterFile(
+                name + FOLDER_SUFFIX,
+                f"{text}: zarr store or folder of tiles (instead of a raster)",
+                behavior=QgsProcessingParameterFile.Folder,
+                optional=True,
+            ),
+        ]
+    elif kind == "raster":
+        made = [QgsProcessingParameterRasterLayer(name, text, optional=optional)]
+    elif kind == "vector":
+        made = [QgsProcessingParameterVectorLayer(name, text, optional=optional)]
+    elif kind == "labels":
+        made = [QgsProcessingParameterMapLayer(name, text, optional=optional)]
+    elif kind in ("file", "folder"):
+        behavior = (
+            QgsProcessingParameterFile.Folder
+            if kind == "folder"
+            else QgsProcessingParameterFile.File
+        )
+        made = [
+            QgsProcessingParameterFile(
+                name, text, behavior=behavior, fileFilter=param.file_filter or "All files (*)",
+                optional=optional,
+            )
+        ]  # fmt: skip
+        if param.multiple:
+            made.append(
+                QgsProcessingParameterString(
+                    MORE_PREFIX + name, f"More: {text} (separated by ';')", optional=True
+                )
+            )
+    elif kind == "extent":
+        made = [QgsProcessingParameterExtent(name, text, optional=optional)]
+    elif kind == "point":
+        made = [QgsProcessingParameterPoint(name, text, optional=optional)]
+    elif kind == "crs":
+        made = [QgsProcessingParameterCrs(name, text, defaultValue=default, optional=optional)]
+    elif kind == "enum":
+        index = param.choices.index(default) if default is not None else None
+        made = [
+            QgsProcessingParameterEnum(
+                name, text, list(param.choices), defaultValue=index, optional=optional
+            )
+        ]
+    elif kind in ("int", "float"):
+        number = QgsProcessingParameterNumber(
+            name,
+            text,
+            type=QgsProcessingParameterNumber.Integer
+            if kind == "int"
+            else QgsProcessingParameterNumber.Double,
+            defaultValue=default,
+            optional=optional,
+        )
+        if param.minimum is not None:
+            number.setMinimum(param.minimum)
+        if param.maximum is not None:
+            number.setMaximum(param.maximum)
+        made = [number]
+    elif kind == "bool" and param.inherit_from:  # a check box cannot say "not set"
+        made = [QgsProcessingParameterEnum(name, text, list(BOOLEANS), optional=True)]
+    elif kind == "bool":
+        made = [QgsProcessingParameterBoolean(name, text, defaultValue=default, optional=optional)]
+    elif kind == "string":
+        made = [QgsProcessingParameterString(name, text, defaultValue=default, optional=optional)]
+    elif kind == "field":
+        made = [
+            QgsProcessingParameterField(
+                name, text, defaultValue=default,
+                parentLayerParameterName=param.parent.upper(), optional=True,
+            )
+        ]  # fmt: skip
+    elif kind == "band":
+        made = [
+            QgsProcessingParameterBand(name, text, default, param.parent.upper(), optional=optional)
+        ]
+    elif kind == "output_raster":
+        made = [QgsProcessingParameterRasterDestination(name, text, optional=param.optional)]
+    elif kind == "output_vector":
+        made = [
+            QgsProcessingParameterVectorDestination(
+                name, text, type=QgsProcessing.TypeVectorPolygon, optional=param.optional
+            )
+        ]
+    elif kind == "output_file":
+        made = [
+            QgsProcessingParameterFileDestination(
+                name, text, fileFilter=param.file_filter, optional=param.optional
+            )
+        ]
+    elif kind == "output_folder":
+        made = [QgsProcessingParameterFolderDestination(name, text, optional=param.optional)]
+    else:  # pragma: no cover - the spec refuses unknown kinds
+        raise ValueError(kind)
+    for definition in made:
+        if param.help:
+            definition.setHelp(param.help)
+        if param.advanced:
+            definition.setFlags(definition.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return made
+
+
+def result_definition(output):
+    """The QGIS output definition of a spec output."""
+    return RESULTS[output.kind](output.name.upper(), output.label)
 
 
 def is_set(parameters, name):
-    """Whether an optional parameter was given a value."""
-    return parameters.get(name) not in (None, "")
+    """Whether the dialog gave a parameter a value."""
+    return parameters.get(name) not in (None, "", [])
 
 
-def add_embedding_parameters(algorithm, optional=False):
-    """EMBEDDINGS, SOURCE_KIND, ARRAY, DEQUANTISE and EXTENT."""
-    algorithm.addParameter(
-        QgsProcessingParameterFile(
-            "EMBEDDINGS",
-            "Embeddings (GeoTIFF, VRT, zarr store or folder of tiles)",
-            behavior=QgsProcessingParameterFile.File,
-            fileFilter="Embedding rasters (*.tif *.tiff *.vrt *.zarr);;All files (*)",
-            optional=optional,
+def given(param, parameters):
+    """Whether a spec parameter has a value in the dialog (through any of its QGIS parameters)."""
+    name = param.qgis_name
+    return is_set(parameters, name) or (
+        param.kind == "embeddings" and is_set(parameters, name + FOLDER_SUFFIX)
+    )
+
+
+def layer_path(algorithm, param, parameters, context):
+    """The file (GDAL/OGR source) behind a layer parameter, as the worker can read it."""
+    name = param.qgis_name
+    value = parameters.get(name)
+    if isinstance(value, str) and os.path.exists(value.split("|")[0]):
+        return value  # a path typed or chained from another algorithm
+    read = {
+        "raster": algorithm.parameterAsRasterLayer,
+        "embeddings": algorithm.parameterAsRasterLayer,
+        "vector": algorithm.parameterAsVectorLayer,
+        "labels": algorithm.parameterAsLayer,
+    }[param.kind]
+    layer = read(parameters, name, context)
+    if layer is None:
+        return str(value)  # a URL or a path the worker will judge
+    provider = layer.providerType()
+    if provider not in ("gdal", "ogr"):
+        raise QgsProcessingException(
+            f"{label(param)}: layer '{layer.name()}' is a {provider} layer; save it to a file "
+            "(GeoTIFF, GeoPackage) and choose that"
         )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterEnum(
-            "SOURCE_KIND", "Embedding source kind", SOURCE_KINDS, defaultValue=0
+    source = layer.source()
+    if "|subset=" in source:
+        raise QgsProcessingException(
+            f"{label(param)}: layer '{layer.name()}' has a filter; save the filtered features to "
+            "a file and choose that"
         )
-    )
-    algorithm.addParameter(QgsProcessingParameterString("ARRAY", "zarr array name", optional=True))
-    algorithm.addParameter(
-        QgsProcessingParameterEnum(
-            "DEQUANTISE", "AlphaEarth int8 dequantisation", DEQUANTISATIONS, defaultValue=0
+    return source
+
+
+def worker_values(algorithm, param, parameters, context):
+    """The worker's arguments for one spec parameter ([] when not given)."""
+    name, kind, flag = param.qgis_name, param.kind, param.flag
+    if kind == "embeddings" and is_set(parameters, name + FOLDER_SUFFIX):
+        folder = algorithm.parameterAsFile(parameters, name + FOLDER_SUFFIX, context)
+        if is_set(parameters, name):
+            raise QgsProcessingException(f"{label(param)}: choose a raster or a folder, not both")
+        return [f"{flag}={folder}"]
+    if not is_set(parameters, name):
+        return []
+    if kind in ("raster", "vector", "labels", "embeddings"):
+        return [f"{flag}={layer_path(algorithm, param, parameters, context)}"]
+    if kind in ("file", "folder"):
+        values = [algorithm.parameterAsFile(parameters, name, context)]
+        if param.multiple and is_set(parameters, MORE_PREFIX + name):
+            more = algorithm.parameterAsString(parameters, MORE_PREFIX + name, context)
+            values += [v.strip() for v in more.split(";") if v.strip()]
+        return [flag, *values]
+    if kind == "extent":
+        extent = algorithm.parameterAsExtent(parameters, name, context)
+        crs = algorithm.parameterAsExtentCrs(parameters, name, context)
+        values = ",".join(
+            repr(v)
+            for v in (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
         )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterExtent("EXTENT", "Extent (default: the whole raster)", optional=True)
-    )
-
-
-def embedding_arguments(algorithm, parameters, context):
-    """Worker arguments of the embedding parameter group."""
-    arguments = [
-        f"--embeddings={algorithm.parameterAsFile(parameters, 'EMBEDDINGS', context)}",
-        "--source-kind", SOURCE_KINDS[algorithm.parameterAsEnum(parameters, "SOURCE_KIND", context)],
-        "--dequantise", DEQUANTISATIONS[algorithm.parameterAsEnum(parameters, "DEQUANTISE", context)],
-    ]  # fmt: skip
-    if is_set(parameters, "ARRAY"):
-        arguments += ["--array", algorithm.parameterAsString(parameters, "ARRAY", context)]
-    return arguments + algorithm.extent_arguments(parameters, "EXTENT", context)
-
-
-def add_label_parameters(algorithm, kinds=LABEL_KINDS, optional=False):
-    """LABELS, LABEL_KIND, CLASS_FIELD, CODING and MAPPING."""
-    algorithm.addParameter(
-        QgsProcessingParameterFile(
-            "LABELS",
-            "LCZ labels (polygons, points, KMZ/KML, So2Sat _geo.h5 or LCZ raster)",
-            behavior=QgsProcessingParameterFile.File,
-            optional=optional,
-        )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterEnum("LABEL_KIND", "Label kind", kinds, defaultValue=0)
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterString(
-            "CLASS_FIELD", "Field holding the LCZ class (vector labels)", optional=True
-        )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterEnum("CODING", "Class coding", CODINGS, defaultValue=0)
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterString("MAPPING", "Class mapping 'from:to,...'", optional=True)
-    )
-
-
-def label_arguments(algorithm, parameters, context, kinds=LABEL_KINDS):
-    """Worker arguments of the label parameter group."""
-    arguments = [
-        f"--labels={algorithm.parameterAsFile(parameters, 'LABELS', context)}",
-        "--label-kind", kinds[algorithm.parameterAsEnum(parameters, "LABEL_KIND", context)],
-        "--coding", CODINGS[algorithm.parameterAsEnum(parameters, "CODING", context)],
-    ]  # fmt: skip
-    if is_set(parameters, "CLASS_FIELD"):
-        arguments += [
-            "--class-field",
-            algorithm.parameterAsString(parameters, "CLASS_FIELD", context),
-        ]
-    if is_set(parameters, "MAPPING"):
-        arguments += ["--mapping", algorithm.parameterAsString(parameters, "MAPPING", context)]
-    return arguments
-
-
-def add_split_parameters(algorithm):
-    """SPLIT_METHOD, FRACTIONS, SEED, BLOCK_CELLS, BUFFER, SPLIT_POLYGONS and SPLIT_FIELD."""
-    algorithm.addParameter(
-        QgsProcessingParameterEnum("SPLIT_METHOD", "Split method", SPLIT_METHODS, defaultValue=0)
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterString(
-            "FRACTIONS",
-            "Train, val, test shares (checkerboard: always 0.5, 0.25, 0.25)",
-            defaultValue="0.7,0.15,0.15",
-        )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterNumber("SEED", "Random seed", defaultValue=0, minValue=0)
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterNumber(
-            "BLOCK_CELLS", "Block or stripe size (cells)", defaultValue=4, minValue=1
-        )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterNumber(
-            "BUFFER",
-            "Buffer kept between train and val/test cells (m)",
-            type=QgsProcessingParameterNumber.Double,
-            defaultValue=0.0,
-            minValue=0.0,
-        )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterVectorLayer(
-            "SPLIT_POLYGONS", "Split polygons (method 'polygons')", optional=True
-        )
-    )
-    algorithm.addParameter(
-        QgsProcessingParameterField(
-            "SPLIT_FIELD",
-            "Field with train/val/test (method 'polygons')",
-            defaultValue="split",
-            parentLayerParameterName="SPLIT_POLYGONS",
-            optional=True,
-        )
-    )
-
-
-def split_arguments(algorithm, parameters, context):
-    """Worker arguments of the split parameter group."""
-    arguments = [
-        "--split-method", SPLIT_METHODS[algorithm.parameterAsEnum(parameters, "SPLIT_METHOD", context)],
-        "--fractions", algorithm.parameterAsString(parameters, "FRACTIONS", context),
-        "--seed", algorithm.parameterAsInt(parameters, "SEED", context),
-        "--block-cells", algorithm.parameterAsInt(parameters, "BLOCK_CELLS", context),
-        "--buffer", algorithm.parameterAsDouble(parameters, "BUFFER", context),
-    ]  # fmt: skip
-    if is_set(parameters, "SPLIT_POLYGONS"):
-        layer = algorithm.parameterAsVectorLayer(parameters, "SPLIT_POLYGONS", context)
-        arguments += ["--split-polygons", layer.source().split("|")[0]]
-        field = algorithm.parameterAsString(parameters, "SPLIT_FIELD", context)
-        arguments += ["--split-field", field or "split"]
-    return arguments
+        # the '=' form keeps a negative first coordinate from reading as an option
+        arguments = [f"{flag}={values}"]
+        if crs.isValid():
+            arguments.append(f"--{param.name.replace('_', '-')}-crs={crs.authid() or crs.toWkt()}")
+        return arguments
+    if kind == "point":
+        point = algorithm.parameterAsPoint(parameters, name, context)
+        crs = algorithm.parameterAsPointCrs(parameters, name, context)
+        arguments = [f"{flag}={point.x()!r},{point.y()!r}"]
+        if crs.isValid():
+            arguments.append(f"--{param.name.replace('_', '-')}-crs={crs.authid() or crs.toWkt()}")
+        return arguments
+    if kind == "crs":
+        crs = algorithm.parameterAsCrs(parameters, name, context)
+        return [f"{flag}={crs.authid() or crs.toWkt()}"] if crs.isValid() else []
+    if kind == "enum":
+        return [flag, param.choices[algorithm.parameterAsEnum(parameters, name, context)]]
+    if kind == "int":
+        number = algorithm.parameterAsDouble(parameters, name, context)
+        return [flag, str(int(number)) if float(number).is_integer() else repr(number)]
+    if kind == "float":
+        return [flag, repr(algorithm.parameterAsDouble(parameters, name, context))]
+    if kind == "bool" and param.inherit_from:
+        return [flag, BOOLEANS[algorithm.parameterAsEnum(parameters, name, context)]]
+    if kind == "bool":
+        return [flag, "true" if algorithm.parameterAsBool(parameters, name, context) else "false"]
+    if kind == "band":
+        return [flag, str(algorithm.parameterAsInt(parameters, name, context))]
+    if kind in ("string", "field"):
+        return [f"{flag}={algorithm.parameterAsString(parameters, name, context)}"]
+    if kind in ("output_raster", "output_vector"):
+        return [f"{flag}={algorithm.parameterAsOutputLayer(parameters, name, context)}"]
+    if kind in ("output_file", "output_folder"):
+        return [f"{flag}={algorithm.parameterAsFileOutput(parameters, name, context)}"]
+    raise ValueError(kind)  # pragma: no cover - the spec refuses unknown kinds

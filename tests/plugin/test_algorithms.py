@@ -138,9 +138,9 @@ def test_cancel_terminates_the_worker_and_leaves_no_file(lcz_provider, tmp_path,
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("unknown_coding", r"coding: values 42, 250 are not LCZ classes"),
-        ("extent_outside", r"extent: .*does not overlap"),
-        ("unwritable", r"output: folder .*does not exist"),
+        ("unknown_coding", r"^Class coding: values 42, 250 are not LCZ classes"),
+        ("extent_outside", r"^Extent: .*does not overlap"),
+        ("unwritable", r"^LCZ map: folder .*does not exist"),
     ],
 )
 def test_bad_inputs_give_clear_messages(lcz_provider, tmp_path, case, message, write_raster):
@@ -183,7 +183,7 @@ def test_compare_with_reference_writes_report_and_styled_reference(
             "REFERENCE": str(demo_city.reference),
             "REFERENCE_OUTPUT": str(tmp_path / "reference.tif"),
             "OUTPUT": str(tmp_path / "agreement.json"),
-            "CONFUSION": str(tmp_path / "confusion.png"),
+            "CONFUSION_PNG": str(tmp_path / "confusion.png"),
         },
     )
     report = json.loads((tmp_path / "agreement.json").read_text())

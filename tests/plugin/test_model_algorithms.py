@@ -82,7 +82,7 @@ def test_predict_then_compare_with_the_reference(trained, demo_city):
             "REFERENCE": str(demo_city.reference),
             "REFERENCE_OUTPUT": str(folder / "reference.tif"),
             "OUTPUT": str(folder / "agreement.json"),
-            "CONFUSION": str(folder / "agreement.png"),
+            "CONFUSION_PNG": str(folder / "agreement.png"),
         },
     )
     assert compared["OA"] > 0.4

@@ -93,7 +93,7 @@ def test_missing_labels_field_is_a_clear_error(lcz_provider, demo_city, tmp_path
     import processing
     from qgis.core import QgsProcessingException
 
-    with pytest.raises(QgsProcessingException, match="class_field"):
+    with pytest.raises(QgsProcessingException, match="^Field holding the LCZ class: .*nope"):
         processing.run(
             "lcz:samplepatches",
             {
@@ -124,7 +124,9 @@ def test_sample_patches_needs_embeddings_or_a_catalogue(lcz_provider, demo_city,
     import processing
     from qgis.core import QgsProcessingException
 
-    with pytest.raises(QgsProcessingException, match="embeddings: give --embeddings"):
+    with pytest.raises(
+        QgsProcessingException, match="give Embeddings and LCZ labels, or City catalogue"
+    ):
         processing.run(
             "lcz:samplepatches", {"LABELS": str(demo_city.labels), "OUTPUT": str(tmp_path / "d")}
         )
