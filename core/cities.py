@@ -16,6 +16,7 @@ A catalogue is a TOML file; paths are relative to it:
     kind = "polygons"                           # polygons | kml | so2sat | raster
     path = "Berlin_labels.shp"
     class_field = "Name"
+    # layer = "lcz", epsg = 32633, coding = "wudapt", mapping = "1:2,101:A" (or {1 = 2, 101 = "A"})
 
 Extents given in degrees are worked on in the city's local UTM zone (`utm_crs_for`).
 """
@@ -30,6 +31,7 @@ from typing import Any
 from rasterio.crs import CRS
 
 from .errors import LczError
+from .progress import Progress
 from .rasters import Bounds, EmbeddingSource, open_source, tessera_source
 
 
@@ -103,6 +105,35 @@ class City:
     def label_settings(self, name: str | None = None) -> dict[str, Any]:
         """The settings of the label source called `name` (the only one when None)."""
         return _pick(self.labels, name, f"city {self.name} labels")
+
+    def open_labels(self, name: str | None = None, progress: Progress | None = None) -> Any:
+        """Open the label source called `name` with all its settings (an unknown one is refused)."""
+        from .labels import open_labels
+
+        settings = dict(self.label_settings(name))
+        unknown = sorted(set(settings) - LABEL_SETTINGS)
+        if unknown:
+            raise LczError(
+                "cities",
+                f"city {self.name} labels: unknown settings {', '.join(unknown)}; "
+                f"use {', '.join(sorted(LABEL_SETTINGS))}",
+            )
+        path, kind = settings.pop("path"), settings.pop("kind", "auto")
+        return open_labels(path, kind, progress=progress, **settings)
+
+
+# keys of a [cities.<name>.labels.<source>] table: open_labels' keywords
+LABEL_SETTINGS = {
+    "path",
+    "kind",
+    "class_field",
+    "coding",
+    "mapping",
+    "layer",
+    "epsg",
+    "label_band",
+    "label_nodata",
+}
 
 
 def _pick(table: dict[str, dict[str, Any]], name: str | None, what: str) -> dict[str, Any]:

@@ -19,12 +19,13 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from .errors import LczError
-from .lcz import LczCodingError, apply_lookup, code_from_text, resolve_lookup
-from .lczmap import read_classes
+from .lcz import LczCodingError, apply_lookup, as_mapping, code_from_text, resolve_lookup
+from .lczmap import choose_band, open_raster, read_classes
 from .outputs import LczRasterWriter
 from .progress import Progress
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".nc")
+LABEL_PREFIX = "label_"  # raster label steps name their band and nodata label_band, label_nodata
 
 
 @dataclass
@@ -33,6 +34,7 @@ class VectorLabels:
 
     frame: Any
     name: str
+    footprint: float | None = None  # half side (CRS units) of the square each point stands for
 
     @property
     def crs(self) -> CRS:
@@ -53,14 +55,23 @@ class VectorLabels:
             progress.log(
                 f"labels {self.name}: reprojected from {self.crs.to_string()} to {crs.to_string()}"
             )
-        return VectorLabels(self.frame.to_crs(crs.to_wkt()), self.name)
+        # a footprint in metres stays meaningful between projected CRSs only
+        footprint = self.footprint if crs.is_projected and self.crs.is_projected else None
+        return VectorLabels(self.frame.to_crs(crs.to_wkt()), self.name, footprint)
 
     def rasterize(self, crs: CRS, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
-        """uint8 class codes on a pixel grid (0 = unlabelled); pixel centres decide."""
+        """uint8 class codes on a pixel grid (0 = unlabelled); pixel centres decide.
+
+        Points with a `footprint` (So2Sat patch centres) burn the square around them.
+        """
         from rasterio.features import rasterize
         from shapely.geometry import box
 
-        frame = self.to_crs(crs).frame
+        frame = self.frame
+        if self.footprint is not None and self.is_points:
+            # squares drawn in the labels' own CRS, where the footprint is defined
+            frame = frame.set_geometry(frame.geometry.buffer(self.footprint, cap_style="square"))
+        frame = VectorLabels(frame, self.name).to_crs(crs).frame
         height, width = shape
         left, top = transform.c, transform.f
         area = box(left, top + height * transform.e, left + width * transform.a, top)
@@ -79,20 +90,26 @@ class RasterLabels:
         path: str | os.PathLike,
         coding: str = "auto",
         mapping: Mapping[int, int] | None = None,
-        band: int = 1,
+        band: int | None = None,
+        nodata: float | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        import rasterio
-
-        self.path, self.band, self.name = Path(path), band, str(path)
-        with rasterio.open(self.path) as ds:
+        self.path, self.name = Path(path), str(path)
+        with open_raster(self.path, "labels") as ds:
             if ds.crs is None:
                 raise LczError("labels", f"{self.path} has no CRS; assign one first")
+            choice = choose_band(
+                ds, band, nodata, progress or Progress(), self.path.name, LABEL_PREFIX
+            )
             self.crs, self.nodata = ds.crs, ds.nodata
-            present = _raster_values(ds, band)
+            present = _raster_values(ds, choice.band, choice.nodata)
+        self.band, self.extra_nodata = choice.band, choice.nodata
         try:
-            self.coding, self.table = resolve_lookup(coding, present, mapping)
+            self.coding, self.table = resolve_lookup(
+                coding, present, mapping, choice.assume, prefix=LABEL_PREFIX
+            )
         except LczCodingError as error:
-            raise LczError("labels", f"{self.path}: {error}") from None
+            raise LczError(error.parameter, f"{self.path}, band {self.band}: {error}") from None
 
     def rasterize(self, crs: CRS, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
         """uint8 class codes warped (nearest) onto a pixel grid (0 = unlabelled)."""
@@ -110,72 +127,128 @@ class RasterLabels:
                 dst_nodata=np.nan,
                 resampling=Resampling.nearest,
             )
-        valid = np.isfinite(values) & np.isin(values, list(self.table))
+        valid = np.isfinite(values) & ~np.isin(values, self.extra_nodata)
+        valid &= np.isin(values, list(self.table))
         return apply_lookup(values, self.table, valid)
 
 
-def _raster_values(ds, band: int) -> list[int]:
+def _raster_values(ds, band: int, nodata: tuple[float, ...]) -> list[int]:
     """The distinct valid class values of a label raster, block by block."""
     found: set[int] = set()
     for _, window in ds.block_windows(band):
-        values, valid = read_classes(ds, band, window, "labels")
+        values, valid = read_classes(ds, band, window, f"{LABEL_PREFIX}band", nodata)
         found.update(np.unique(values[valid]).astype(np.int64).tolist())
     return sorted(found)
 
 
-def _codes(
-    values: Any, parameter: str, coding: str, mapping: Mapping[int, int] | None
-) -> np.ndarray:
-    """Class values of an attribute column (numbers or text like 'A', 'LCZ 2') -> uint8 1-17."""
+def _codes(values: Any, coding: str, mapping: Mapping[int, int] | None) -> tuple[np.ndarray, str]:
+    """Class values of an attribute column (numbers or text like 'A', 'LCZ 2') -> (uint8 0-17, coding).
+
+    0 marks features a mapping sends to nodata.
+    """
     import pandas as pd
 
     series = pd.Series(values)
     numeric = pd.to_numeric(series, errors="coerce")
     if numeric.notna().all() and (numeric == numeric.round()).all():
+        ints = numeric.astype(np.int64).to_numpy()
         try:
-            _, table = resolve_lookup(coding, numeric.astype(int).unique(), mapping)
-            return apply_lookup(numeric.astype(int).to_numpy(), table, np.ones(len(series), bool))
+            # the user named the field as LCZ classes: built classes alone are read as 1-17
+            used, table = resolve_lookup(coding, np.unique(ints), mapping, "lcz17", raster=False)
+            return apply_lookup(ints, table, np.ones(len(ints), bool)), used
         except LczCodingError as error:
-            raise LczError(parameter, str(error)) from None
+            raise LczError(error.parameter, str(error)) from None
+    if mapping:
+        raise LczError(
+            "mapping",
+            f"the field holds text such as {series.iloc[0]!r}; a mapping translates numbers: "
+            "drop it (classes written as 1-10, A-G or 'LCZ A' are read as they are)",
+        )
     codes, unknown = {}, []
     for value in series.unique():
         try:
-            codes[value] = (mapping or {}).get(value) or code_from_text(value)
+            codes[value] = code_from_text(value)
         except LczCodingError:
             unknown.append(str(value))
     if unknown:
         raise LczError(
-            parameter,
+            "class_field",
             f"values {', '.join(sorted(unknown)[:10])} are not LCZ classes (1-10, A-G, 101-107); "
             "fix them or choose another field",
         )
-    return series.map(codes).to_numpy(dtype=np.uint8)
+    return series.map(codes).to_numpy(dtype=np.uint8), "text"
+
+
+# fields that hold LCZ classes in files met in the wild, used when no class field is named
+KNOWN_CLASS_FIELDS = {
+    "LCZ_PRIMARY": "GeoClimate",
+    "lcz": "this project's points and polygons",
+}
+
+
+def _class_field(frame: Any, path: Any, class_field: str | None, progress: Progress) -> str:
+    """`class_field`, or the one known LCZ field the file has; else refuse listing its fields."""
+    fields = [c for c in frame.columns if c != frame.geometry.name]
+    if class_field:
+        if class_field not in fields:
+            raise LczError(
+                "class_field",
+                f"{path} has no field {class_field!r}; its fields: {', '.join(fields)}",
+            )
+        return class_field
+    known = [f for f in fields if f in KNOWN_CLASS_FIELDS]
+    if len(known) != 1:
+        raise LczError(
+            "class_field",
+            f"name the field of {Path(path).name} that holds the LCZ class; its fields: "
+            f"{', '.join(fields)}",
+        )
+    progress.log(f"{Path(path).name}: class field {known[0]} ({KNOWN_CLASS_FIELDS[known[0]]})")
+    return known[0]
 
 
 def read_vector_labels(
     path: str | os.PathLike,
-    class_field: str,
+    class_field: str | None = None,
     layer: str | None = None,
     coding: str = "auto",
     mapping: Mapping[int, int] | None = None,
+    progress: Progress | None = None,
 ) -> VectorLabels:
-    """Polygons or points (GeoPackage, GeoJSON, Shapefile, ...) with classes in `class_field`."""
-    import geopandas as gpd
+    """Polygons or points (GeoPackage, GeoJSON, Shapefile, ...) with classes in `class_field`.
 
+    Without `class_field` a known LCZ field (GeoClimate's LCZ_PRIMARY, this project's lcz) is used.
+    """
+    import geopandas as gpd
+    import pyogrio
+
+    progress = progress or Progress()
+    try:
+        layers = [name for name, _ in pyogrio.list_layers(path)]
+    except Exception as error:  # pyogrio raises DataSourceError and friends
+        raise LczError("labels", f"cannot read {path}: {error}") from None
+    if layer is None and len(layers) > 1:
+        raise LczError("layer", f"{path} holds the layers {', '.join(layers)}; name one")
+    if layer is not None and layer not in layers:
+        raise LczError("layer", f"{path} has no layer {layer!r}; its layers: {', '.join(layers)}")
     try:
         frame = gpd.read_file(path, layer=layer)
-    except Exception as error:  # pyogrio raises DataSourceError and friends
+    except Exception as error:
         raise LczError("labels", f"cannot read {path}: {error}") from None
     if frame.crs is None:
         raise LczError("labels", f"{path} has no CRS; assign one before using it as labels")
-    if class_field not in frame.columns:
-        fields = ", ".join(c for c in frame.columns if c != "geometry")
-        raise LczError("class_field", f"{path} has no field {class_field!r}; its fields: {fields}")
+    class_field = _class_field(frame, path, class_field, progress)
     frame = frame[frame[class_field].notna() & frame.geometry.notna() & ~frame.geometry.is_empty]
     if frame.empty:
         raise LczError("labels", f"{path} has no features with a geometry and a class")
-    codes = _codes(frame[class_field], "class_field", coding, mapping)
-    out = gpd.GeoDataFrame({"lcz": codes}, geometry=frame.geometry.to_numpy(), crs=frame.crs)
+    codes, used = _codes(frame[class_field], coding, mapping)
+    progress.log(f"{Path(path).name}: classes of {class_field} read as {used}")
+    keep = codes > 0  # features a mapping sent to nodata
+    out = gpd.GeoDataFrame(
+        {"lcz": codes[keep]}, geometry=frame.geometry.to_numpy()[keep], crs=frame.crs
+    )
+    if out.empty:
+        raise LczError("mapping", f"it sends every feature of {path} to nodata")
     return VectorLabels(out, str(path))
 
 
@@ -218,6 +291,11 @@ def read_kml(path: str | os.PathLike, progress: Progress | None = None) -> Vecto
         raise LczError("labels", f"{path} has no polygons in folders named 1-10 or A-G")
     frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
     return VectorLabels(frame, str(path))
+
+
+# metres: a So2Sat label is the class of the 100 m label cell at its patch centre (the centres
+# lie on a 100 m lattice); the 320 m patches around them overlap
+SO2SAT_HALF_CELL = 50.0
 
 
 def so2sat_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -271,7 +349,7 @@ def read_so2sat(path: str | os.PathLike, epsg: int | None = None) -> VectorLabel
         geometry=gpd.points_from_xy(coord[chosen, 0], coord[chosen, 1]),
         crs=f"EPSG:{epsg}",
     )
-    return VectorLabels(frame, f"{main} (EPSG:{epsg})")
+    return VectorLabels(frame, f"{main} (EPSG:{epsg})", footprint=SO2SAT_HALF_CELL)
 
 
 LABEL_KINDS = ("auto", "polygons", "points", "kml", "so2sat", "raster")
@@ -282,32 +360,39 @@ def open_labels(
     kind: str = "auto",
     class_field: str | None = None,
     coding: str = "auto",
-    mapping: Mapping[int, int] | None = None,
+    mapping: Mapping[int, int] | str | None = None,
     layer: str | None = None,
     epsg: int | None = None,
     progress: Progress | None = None,
+    label_band: int | None = None,
+    label_nodata: float | None = None,
 ) -> VectorLabels | RasterLabels:
-    """Open a label source of any kind; 'auto' decides from the file name."""
+    """Open a label source of any kind; 'auto' decides from the file name.
+
+    `layer` names a layer of a multi-layer vector file, `epsg` the city of a So2Sat file;
+    `label_band` and `label_nodata` apply to raster labels as band and nodata do to LCZ maps.
+    """
     path = Path(path)
     if not path.exists():
         raise LczError("labels", f"{path} does not exist")
+    mapping = as_mapping(mapping)
     suffix = path.suffix.lower()
     if kind == "auto":
         kind = {".kmz": "kml", ".kml": "kml", ".h5": "so2sat"}.get(suffix)
         kind = kind or ("raster" if suffix in RASTER_SUFFIXES else "polygons")
+    if kind not in LABEL_KINDS:
+        raise LczError(
+            "label_kind", f"unknown label kind {kind!r}; use one of {', '.join(LABEL_KINDS)}"
+        )
+    if layer is not None and kind not in ("polygons", "points"):
+        raise LczError("layer", f"{path.name} is read as {kind} labels, which have no layers")
     if kind == "kml":
         return read_kml(path, progress)
     if kind == "so2sat":
         return read_so2sat(path, epsg)
     if kind == "raster":
-        return RasterLabels(path, coding, mapping)
-    if kind in ("polygons", "points"):
-        if not class_field:
-            raise LczError("class_field", f"name the field of {path.name} that holds the LCZ class")
-        return read_vector_labels(path, class_field, layer, coding, mapping)
-    raise LczError(
-        "label_kind", f"unknown label kind {kind!r}; use one of {', '.join(LABEL_KINDS)}"
-    )
+        return RasterLabels(path, coding, mapping, label_band, label_nodata, progress)
+    return read_vector_labels(path, class_field, layer, coding, mapping, progress)
 
 
 def rasterize_to_file(

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from .errors import LczError
 
 NODATA = 0
 
@@ -64,31 +67,49 @@ CODINGS: dict[str, dict[int, int]] = {
     "wudapt": {**{c: c for c in BUILT_CODES}, **{100 + i: 10 + i for i in range(1, 8)}},
 }
 CODING_HELP = {
-    "auto": "1-17, or 1-10 with 101-107 for A-G, chosen from the values present",
+    "auto": "1-17, or 1-10 with 101-107 for A-G, told apart by the natural classes present",
     "lcz17": "1-17 (global LCZ map, LCZ Generator, European LCZ map)",
     "wudapt": "1-10 and 101-107 for A-G (older WUDAPT maps, GeoClimate LCZ_PRIMARY)",
 }
 
 
 class LczCodingError(ValueError):
-    """Values that the chosen LCZ coding does not explain."""
+    """Values that the chosen LCZ coding does not explain; `parameter` names the step parameter to fix."""
+
+    def __init__(self, message: str, parameter: str = "coding") -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
-def parse_mapping(text: str) -> dict[int, int]:
-    """Parse an explicit user mapping 'from:to,from:to' (targets 1-17 or A-G, 0 = nodata)."""
+def parse_mapping(text: str | Mapping[Any, Any]) -> dict[int, int]:
+    """Parse a user mapping 'from:to,from:to' or a {from: to} table (to: 1-17, A-G, 0 or nodata)."""
+    if isinstance(text, Mapping):
+        text = ",".join(f"{source}:{target}" for source, target in text.items())
     mapping: dict[int, int] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         source, sep, target = item.partition(":")
         if not sep:
-            raise ValueError(f"class mapping item {item!r} is not 'from:to' (e.g. '0:17,1:2')")
+            raise LczError("mapping", f"item {item!r} is not 'from:to' (e.g. '1:2,101:A,0:nodata')")
         try:
             value = int(float(source))
         except ValueError:
-            raise ValueError(f"class mapping item {item!r}: {source!r} is not a number") from None
-        mapping[value] = NODATA if target.strip() in ("0", "nodata") else code_from_text(target)
+            raise LczError("mapping", f"item {item!r}: {source!r} is not a number") from None
+        try:
+            mapping[value] = (
+                NODATA if target.strip().lower() in ("0", "nodata") else code_from_text(target)
+            )
+        except LczCodingError as error:
+            raise LczError("mapping", f"item {item!r}: {error}") from None
     if not mapping:
-        raise ValueError("class mapping is empty; write it as 'from:to,from:to' (e.g. '0:17,1:2')")
+        raise LczError("mapping", "it is empty; write it as 'from:to,from:to' (e.g. '1:2,101:A')")
     return mapping
+
+
+def as_mapping(mapping: str | Mapping[Any, Any] | None) -> dict[int, int] | None:
+    """A user mapping given as text, as a table or not at all, checked (None when empty)."""
+    if mapping is None or (isinstance(mapping, str) and not mapping.strip()):
+        return None
+    return parse_mapping(mapping)
 
 
 def code_from_text(text: str) -> int:
@@ -108,39 +129,114 @@ def code_from_text(text: str) -> int:
     raise LczCodingError(f"{text!r} is not an LCZ class (1-10, A-G, 101-107)")
 
 
-def detect_coding(values: Iterable[int]) -> str:
-    """Name the coding that explains all the (non-nodata) values: 'lcz17' or 'wudapt'."""
+def detect_coding(
+    values: Iterable[int], assume: str | None = None, raster: bool = True, prefix: str = ""
+) -> str:
+    """Name the coding the (non-nodata) values prove: 'lcz17' or 'wudapt'.
+
+    Built classes alone (1-10) prove nothing: they are taken as `assume` (a coding the source
+    itself declares) or refused.
+    """
     present = {int(v) for v in values}
-    if present <= set(CODINGS["lcz17"]):
+    natural = present & set(range(11, 18))
+    natural_wudapt = present & set(range(101, 108))
+    if natural and natural_wudapt:
+        raise LczCodingError(
+            f"values {_list(sorted(natural | natural_wudapt))} write A-G both as 11-17 and as "
+            "101-107; give a mapping of every value present to its class",
+            "mapping",
+        )
+    if natural and present <= set(CODINGS["lcz17"]):
         return "lcz17"
-    if present <= set(CODINGS["wudapt"]):
+    if natural_wudapt and present <= set(CODINGS["wudapt"]):
         return "wudapt"
+    if present and present <= set(BUILT_CODES):
+        if assume is not None:
+            return assume
+        raise LczCodingError(
+            f"values {_list(sorted(present))} are all 1-10 and no natural class (A-G as 11-17 or "
+            "101-107) occurs, so nothing shows that they are LCZ classes; give coding 'lcz17' if "
+            "this is an LCZ map of built classes only, or a mapping of every value to its class",
+            "coding",
+        )
     unknown = sorted(present - set(CODINGS["lcz17"]) - set(CODINGS["wudapt"]))
-    raise LczCodingError(
-        f"values {_list(unknown)} are not LCZ classes in any known coding "
-        f"({CODING_HELP['lcz17']}; {CODING_HELP['wudapt']}); give an explicit class mapping such as "
-        f"'{unknown[0]}:17' or declare them nodata"
+    raise _unknown_values(unknown, present, "any known coding", raster, prefix)
+
+
+def _unknown_values(
+    unknown: list[int], present: set[int], where: str, raster: bool, prefix: str
+) -> LczCodingError:
+    """The refusal of values a coding does not explain, naming the parameter that fixes it."""
+    above = [v for v in present if v > NUM_CLASSES]
+    if raster and len(above) >= 10 and min(present) >= 0 and max(present) <= 100:
+        return LczCodingError(
+            f"its {len(present)} distinct values from {min(present)} to {max(present)} look like "
+            "probabilities (0-100), not LCZ classes; choose the band that holds the classes, or "
+            "give the coding or a mapping if these are classes",
+            f"{prefix}band",
+        )
+    codings = f"{CODING_HELP['lcz17']}; {CODING_HELP['wudapt']}"
+    if raster and unknown == [NODATA]:
+        return LczCodingError(
+            f"value 0 is not an LCZ class in {where} ({codings}); it usually marks pixels without "
+            f"data that the file does not declare: give {prefix}nodata 0",
+            f"{prefix}nodata",
+        )
+    example = next((v for v in unknown if v != NODATA), unknown[0])
+    if not raster:
+        fix = ", or choose the field that holds the LCZ classes"
+    elif NODATA in unknown:
+        fix = f"; 0 usually marks pixels without data: give {prefix}nodata 0"
+    else:
+        fix = ""
+    return LczCodingError(
+        f"values {_list(unknown)} are not LCZ classes in {where} ({codings}); give a mapping of "
+        f"every value present to its class, e.g. '{example}:<1-10 or A-G>' or "
+        f"'{example}:nodata'{fix}",
+        "mapping" if raster else "class_field",
     )
 
 
 def resolve_lookup(
-    coding: str, present: Iterable[int], mapping: Mapping[int, int] | None = None
+    coding: str,
+    present: Iterable[int],
+    mapping: Mapping[int, int] | None = None,
+    assume: str | None = None,
+    raster: bool = True,
+    prefix: str = "",
 ) -> tuple[str, dict[int, int]]:
-    """The coding's name and value -> 1-17 table ('auto' resolved), explicit overrides applied."""
-    mapping = dict(mapping or {})
-    rest = {int(v) for v in present} - set(mapping)
+    """The coding used ('auto' resolved; 'mapping' for a mapping) and its value -> 1-17 table.
+
+    A mapping must name every value present; `assume` is the coding the source declares, used
+    where the values alone cannot tell (built classes only). `raster` False (attribute values)
+    leaves out the fixes only rasters have (band, nodata); `prefix` goes before their names.
+    """
+    present = {int(v) for v in present}
+    if mapping:
+        if coding != "auto":
+            raise LczCodingError(
+                f"a mapping translates every value itself: leave coding at 'auto' (not {coding!r}) "
+                "or drop the mapping",
+                "mapping",
+            )
+        left = sorted(present - set(mapping))
+        if left:
+            raise LczCodingError(
+                f"values {_list(left)} are present but not in the mapping; add each of them, "
+                f"e.g. '{left[0]}:<1-10 or A-G>' or '{left[0]}:nodata'",
+                "mapping",
+            )
+        return "mapping", {int(k): int(v) for k, v in mapping.items()}
     if coding == "auto":
-        coding = detect_coding(rest)
+        coding = detect_coding(present, assume, raster, prefix)
     if coding not in CODINGS:
-        raise ValueError(f"unknown LCZ coding {coding!r}; choose one of {', '.join(CODING_HELP)}")
-    table = {**CODINGS[coding], **mapping}
-    unknown = sorted(rest - set(table))
-    if unknown:
         raise LczCodingError(
-            f"values {_list(unknown)} are not LCZ classes in the '{coding}' coding "
-            f"({CODING_HELP[coding]}); give an explicit class mapping or another coding"
+            f"unknown LCZ coding {coding!r}; choose one of {', '.join(CODING_HELP)}", "coding"
         )
-    return coding, table
+    unknown = sorted(present - set(CODINGS[coding]))
+    if unknown:
+        raise _unknown_values(unknown, present, f"the '{coding}' coding", raster, prefix)
+    return coding, dict(CODINGS[coding])
 
 
 def apply_lookup(values: np.ndarray, table: Mapping[int, int], valid: np.ndarray) -> np.ndarray:

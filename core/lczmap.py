@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import LczError
-from .lcz import CLASS_BY_CODE, LczCodingError, apply_lookup, resolve_lookup
+from .lcz import (
+    CLASS_BY_CODE,
+    LCZ_CLASSES,
+    NUM_CLASSES,
+    LczCodingError,
+    apply_lookup,
+    as_mapping,
+    resolve_lookup,
+)
 from .outputs import LczRasterWriter, check_writable
 from .progress import Progress, SubProgress, track
 
@@ -112,11 +121,16 @@ def row_blocks(width: int, height: int, col_off: int = 0, row_off: int = 0) -> l
 
 
 def read_classes(
-    dataset, band: int, window, parameter: str = "band"
+    dataset, band: int, window, parameter: str = "band", nodata: Collection[float] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class values and validity (not nodata, not NaN, inside the source) of one block."""
+    """Class values and validity (not nodata, not NaN, inside the source) of one block.
+
+    `nodata` lists values read as nodata besides those the file declares.
+    """
     values = dataset.read(band, window=window)
     valid = dataset.read_masks(band, window=window) > 0
+    if len(nodata):
+        valid &= ~np.isin(values, list(nodata))
     if values.dtype.kind == "f":
         valid &= np.isfinite(values)
         fractional = valid & (values != np.round(values))
@@ -129,13 +143,110 @@ def read_classes(
     return values, valid
 
 
+@dataclass(frozen=True)
+class BandChoice:
+    """The band that holds the classes and what else the file's layout tells."""
+
+    band: int
+    nodata: tuple[float, ...]  # values read as nodata besides those the file declares
+    assume: str | None  # the coding the file itself declares, if any
+
+
+def _generator_band(src) -> tuple[int, str] | None:
+    """(filtered band, evidence) where `src` looks like an LCZ Generator output, else None.
+
+    Its three bands are raw LCZ, Gaussian-filtered LCZ and probability (0-100); the evidence is
+    the band descriptions (lcz, lczFilter, classProbability) or a third band holding 0-100.
+    """
+    described = [(d or "").lower().replace("_", "") for d in src.descriptions]
+    filtered = [i for i, d in enumerate(described, 1) if "filter" in d]
+    if len(filtered) == 1 and any("prob" in d for d in described):
+        return filtered[0], "band descriptions name a filtered LCZ band and a probability band"
+    if src.count != 3 or any(described):
+        return None
+    highest = -1.0
+    for block in row_blocks(src.width, src.height):
+        values = src.read(3, window=block)
+        values = values[(src.read_masks(3, window=block) > 0) & np.isfinite(values)]
+        if not values.size:
+            continue
+        if values.min() < 0 or values.max() > 100 or not np.array_equal(values, np.round(values)):
+            return None
+        highest = max(highest, float(values.max()))
+    if highest <= NUM_CLASSES:  # a third band of classes, not probabilities
+        return None
+    return 2, "three bands, the third holding 0-100 like a probability band"
+
+
+def _declared_coding(src, band: int) -> str | None:
+    """'lcz17' where the file says so: this project's LCZ_CODING tag or the LCZ colour table."""
+    if src.tags().get("LCZ_CODING", "").startswith("1-17"):
+        return "lcz17"
+    try:
+        colours = src.colormap(band)
+    except ValueError:  # no colour table
+        return None
+    if all(colours.get(c.code, (-1,))[:3] == c.rgb for c in LCZ_CLASSES):
+        return "lcz17"
+    return None
+
+
+def choose_band(
+    src,
+    band: int | None,
+    nodata: float | None,
+    progress: Progress,
+    name: str = "input",
+    prefix: str = "",
+) -> BandChoice:
+    """The band to read (`band`, or the filtered band of an LCZ Generator layout, or band 1).
+
+    Logs the band descriptions and which band is used and why. An LCZ Generator layout also
+    makes 0 nodata (its files often do not declare it) and its coding 1-17. `prefix` goes
+    before the parameter names (band, nodata) in messages.
+    """
+    descriptions = ", ".join(f"{i} {d!r}" for i, d in enumerate(src.descriptions, 1) if d)
+    declared = f"declared nodata {src.nodata:g}" if src.nodata is not None else "no declared nodata"
+    progress.log(f"{name}: {src.count} band(s); descriptions: {descriptions or 'none'}; {declared}")
+    generator = _generator_band(src)
+    if band is not None:
+        if not 1 <= band <= src.count:
+            raise LczError(
+                f"{prefix}band",
+                f"{name} has {src.count} band(s); choose a band from 1 to {src.count}",
+            )
+        reason = f"chosen ({prefix}band)"
+    elif generator is not None:
+        band = generator[0]
+        reason = f"the filtered LCZ band of an LCZ Generator layout ({generator[1]})"
+    elif src.count == 1:
+        band, reason = 1, "the only band"
+    else:
+        band = 1
+        reason = (
+            f"the first of {src.count} bands, no LCZ Generator layout recognised; "
+            f"give {prefix}band to choose another"
+        )
+    extra: tuple[float, ...] = ()
+    if nodata is not None and not np.isnan(nodata):  # NaN is nodata anyway
+        extra += (nodata,)
+        reason += f"; {nodata:g} read as nodata ({prefix}nodata)"
+    if generator is not None and 0 not in extra:
+        extra += (0,)
+        reason += "; 0 read as nodata (LCZ Generator files use 0 for no data)"
+    progress.log(f"{name}: band {band} used: {reason}")
+    assume = "lcz17" if generator is not None else _declared_coding(src, band)
+    return BandChoice(band, extra, assume)
+
+
 def import_lcz_map(
     input: str | Path,
     output: str | Path,
     *,
     coding: str = "auto",
-    mapping: Mapping[int, int] | None = None,
-    band: int = 1,
+    mapping: Mapping[int, int] | str | None = None,
+    band: int | None = None,
+    nodata: float | None = None,
     extent: tuple[float, float, float, float] | None = None,
     extent_crs: str | None = None,
     target_crs: str | None = None,
@@ -145,15 +256,13 @@ def import_lcz_map(
     """Translate an LCZ raster (any coding, CRS, nodata) into a styled 1-17 uint8 GeoTIFF."""
     progress = progress or Progress()
     output = check_writable(output)
+    mapping = as_mapping(mapping)
     with open_raster(input) as src:
-        if not 1 <= band <= src.count:
-            raise LczError(
-                "band", f"{input} has {src.count} band(s); choose a band from 1 to {src.count}"
-            )
         if src.crs is None:
             raise LczError(
                 "input", f"{input} has no CRS; assign one (e.g. with gdal_edit -a_srs) first"
             )
+        choice = choose_band(src, band, nodata, progress, Path(input).name)
         with _warped(src, target_crs, resolution) as dataset:
             window = clip_window(dataset, extent, extent_crs)
             blocks = row_blocks(
@@ -162,14 +271,14 @@ def import_lcz_map(
             scan = SubProgress(progress, 0, 30)
             present: set[int] = set()
             for block in track(blocks, scan, len(blocks), "scanning classes"):
-                values, valid = read_classes(dataset, band, block)
+                values, valid = read_classes(dataset, choice.band, block, nodata=choice.nodata)
                 present.update(np.unique(values[valid]).astype(np.int64).tolist())
             if not present:
                 raise LczError("input", f"{input} holds no valid pixels in the chosen extent")
             try:
-                coding_name, table = resolve_lookup(coding, present, mapping)
+                coding_name, table = resolve_lookup(coding, present, mapping, choice.assume)
             except LczCodingError as error:
-                raise LczError("coding", str(error)) from None
+                raise LczError(error.parameter, f"{input}, band {choice.band}: {error}") from None
             write = SubProgress(progress, 30, 100)
             transform = dataset.window_transform(window)
             with LczRasterWriter(
@@ -180,7 +289,7 @@ def import_lcz_map(
                 height=int(window.height),
             ) as writer:
                 for block in track(blocks, write, len(blocks), "writing LCZ map"):
-                    values, valid = read_classes(dataset, band, block)
+                    values, valid = read_classes(dataset, choice.band, block, nodata=choice.nodata)
                     codes = apply_lookup(values, table, valid)
                     writer.write(
                         codes,
@@ -195,6 +304,7 @@ def import_lcz_map(
         "output": str(output),
         "style": str(output.with_suffix(".qml")),
         "coding": coding_name,
+        "band_used": choice.band,
         "class_counts": counts,
         "nodata_pixels": int(writer.counts[0]),
         "crs": crs,

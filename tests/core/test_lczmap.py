@@ -100,11 +100,129 @@ def test_unknown_values_are_refused_naming_them(tmp_path, write_raster):
     source = write_raster(
         tmp_path / "in.tif", np.array([[1, 2], [42, 250]], dtype=np.uint8), nodata=None
     )
-    with pytest.raises(LczError, match=r"coding: values 42, 250 .*explicit class mapping"):
+    with pytest.raises(LczError, match=r"mapping: .*values 42, 250 .*give a mapping") as error:
         import_lcz_map(source, tmp_path / "out.tif")
+    assert "0:17" not in str(error.value)
     assert not (tmp_path / "out.tif").exists()
-    result = import_lcz_map(source, tmp_path / "out.tif", mapping={42: 17, 250: 0})
-    assert result["class_counts"] == {"1": 1, "2": 1, "G": 1}
+    # a partial mapping is refused, naming the values it leaves out
+    with pytest.raises(
+        LczError, match=r"mapping: .*values 1, 2 are present but not in the mapping"
+    ):
+        import_lcz_map(source, tmp_path / "out.tif", mapping={42: 17, 250: 0})
+    result = import_lcz_map(source, tmp_path / "out.tif", mapping="1:1,2:2,42:G,250:nodata")
+    assert result["coding"] == "mapping"
+    assert result["class_counts"] == {"1": 1, "2": 1, "G": 1} and result["nodata_pixels"] == 1
+
+
+class Logged(Progress):
+    """Progress that keeps the log lines."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def log(self, message):
+        self.lines.append(message)
+
+
+def generator_output(path, descriptions):
+    """An LCZ Generator-like GeoTIFF: raw, filtered and probability bands, 0 = undeclared nodata."""
+    rng = np.random.default_rng(3)
+    raw = rng.choice([2, 5, 6, 8, 11, 14, 17], size=(60, 80)).astype(np.uint8)
+    filtered = raw.copy()
+    filtered[:, 40:] = 14  # the filter smooths the east into low plants
+    probability = rng.integers(20, 101, size=(60, 80)).astype(np.uint8)
+    for band in (raw, filtered, probability):
+        band[:6] = 0  # outside the region of interest
+    with rasterio.open(
+        path, "w", driver="GTiff", width=80, height=60, count=3, dtype="uint8",
+        crs="EPSG:32633", transform=rasterio.Affine(100, 0, 400_000, 0, -100, 5_800_000),
+    ) as dst:  # fmt: skip
+        dst.write(np.stack([raw, filtered, probability]))
+        if descriptions:
+            dst.descriptions = descriptions
+    return path, raw, filtered
+
+
+@pytest.mark.parametrize(
+    ("descriptions", "evidence"),
+    [
+        (("lcz", "lczFilter", "classProbability"), "band descriptions"),
+        (None, "the third holding 0-100"),
+    ],
+)
+def test_lcz_generator_layout_uses_the_filtered_band(tmp_path, descriptions, evidence):
+    source, raw, filtered = generator_output(tmp_path / "gen.tif", descriptions)
+    progress = Logged()
+    result = import_lcz_map(source, tmp_path / "lcz.tif", progress=progress)
+    assert result["band_used"] == 2 and result["coding"] == "lcz17"
+    with rasterio.open(tmp_path / "lcz.tif") as out:
+        np.testing.assert_array_equal(out.read(1), filtered)  # 1-17 as they are, 0 = nodata
+    assert result["nodata_pixels"] == 6 * 80
+    assert result["class_counts"]["D"] == int((filtered == 14).sum())
+    described = (
+        "'lcz', 2 'lczFilter', 3 'classProbability'" if descriptions else "descriptions: none"
+    )
+    assert described in progress.lines[0] and "no declared nodata" in progress.lines[0]
+    assert "band 2 used: the filtered LCZ band of an LCZ Generator layout" in progress.lines[1]
+    assert evidence in progress.lines[1] and "0 read as nodata" in progress.lines[1]
+    # the raw band on request, still with 0 as nodata; the probability band is refused
+    result = import_lcz_map(source, tmp_path / "raw.tif", band=1)
+    assert result["band_used"] == 1 and result["nodata_pixels"] == 6 * 80
+    assert result["class_counts"]["G"] == int((raw == 17).sum())
+    with pytest.raises(LczError, match="band: .*look like probabilities"):
+        import_lcz_map(source, tmp_path / "p.tif", band=3)
+
+
+def test_three_bands_without_a_probability_band_read_band_1(tmp_path, write_raster):
+    values = np.stack([np.full((8, 8), 11, np.uint8), np.full((8, 8), 3, np.uint8)] * 2)[:3]
+    progress = Logged()
+    result = import_lcz_map(
+        write_raster(tmp_path / "in.tif", values), tmp_path / "o.tif", progress=progress
+    )
+    assert result["band_used"] == 1 and result["class_counts"] == {"A": 64}
+    assert "band 1 used: the first of 3 bands, no LCZ Generator layout" in progress.lines[1]
+    with pytest.raises(LczError, match="band: .*choose a band from 1 to 3"):
+        import_lcz_map(tmp_path / "in.tif", tmp_path / "o.tif", band=4)
+
+
+def test_undeclared_zero_needs_nodata(tmp_path, write_raster):
+    values = np.array([[0, 0, 3], [11, 17, 17]], dtype=np.uint8)
+    source = write_raster(tmp_path / "in.tif", values)
+    with pytest.raises(LczError, match="nodata: .*value 0 .*give nodata 0") as error:
+        import_lcz_map(source, tmp_path / "o.tif")
+    assert ":17" not in str(error.value) and ":G" not in str(error.value)
+    progress = Logged()
+    result = import_lcz_map(source, tmp_path / "o.tif", nodata=0, progress=progress)
+    assert result["nodata_pixels"] == 2 and result["class_counts"] == {"3": 1, "A": 1, "G": 2}
+    assert "0 read as nodata (nodata)" in progress.lines[1]
+
+
+def test_built_classes_alone_are_not_taken_for_lcz(tmp_path, write_raster):
+    values = np.array([[1, 2, 3], [4, 5, 10]], dtype=np.int16)
+    source = write_raster(tmp_path / "in.tif", values, nodata=-1)
+    with pytest.raises(LczError, match="coding: .*all 1-10 and no natural class"):
+        import_lcz_map(source, tmp_path / "o.tif")
+    assert not (tmp_path / "o.tif").exists()
+    result = import_lcz_map(source, tmp_path / "o.tif", coding="lcz17")
+    assert result["coding"] == "lcz17" and len(result["class_counts"]) == 6
+    # the file written declares its coding: importing it again (say a city-centre crop) needs none
+    again = import_lcz_map(tmp_path / "o.tif", tmp_path / "again.tif")
+    assert again["coding"] == "lcz17" and again["class_counts"] == result["class_counts"]
+
+
+def test_lcz_colour_table_declares_the_coding(tmp_path, write_raster):
+    source = write_raster(tmp_path / "in.tif", np.array([[1, 2], [8, 0]], np.uint8), nodata=0)
+    with rasterio.open(source, "r+") as dst:
+        dst.write_colormap(1, lcz_colormap())
+    assert import_lcz_map(source, tmp_path / "o.tif")["coding"] == "lcz17"
+
+
+def test_integer_probability_band_is_refused(tmp_path, write_raster):
+    values = np.arange(0, 100, dtype=np.uint8).reshape(10, 10)
+    source = write_raster(tmp_path / "p.tif", values)
+    with pytest.raises(LczError, match="band: .*look like probabilities.*coding or a mapping"):
+        import_lcz_map(source, tmp_path / "o.tif")
 
 
 def test_extent_outside_the_raster(real_data, tmp_path):
