@@ -60,8 +60,22 @@ LABELS = (
         default="auto", choices=CODINGS, group="Labels",
     ),
     Param(
-        "mapping", "string", "Class mapping", "explicit 'from:to,...' (to: 1-17 or A-G, 0 = nodata)",
+        "mapping", "string", "Class mapping",
+        "explicit 'from:to,...' naming every value (to: 1-17 or A-G, 0 = nodata)",
         optional=True, advanced=True, group="Labels",
+    ),
+    Param(
+        "layer", "string", "Layer of the label file", "a layer of a multi-layer vector file",
+        optional=True, advanced=True, group="Labels",
+    ),
+    Param(
+        "label_band", "int", "Band of the label raster",
+        "default: the filtered band of an LCZ Generator file, else band 1",
+        optional=True, minimum=1, advanced=True, group="Labels",
+    ),
+    Param(
+        "label_nodata", "float", "Nodata of the label raster",
+        "a value read as nodata besides the file's own", optional=True, advanced=True, group="Labels",
     ),
 )  # fmt: skip
 SO2SAT_EPSG = Param(
@@ -126,13 +140,6 @@ def open_embeddings(values: dict[str, Any]):
     return source, extent
 
 
-def parsed_mapping(text: str | None):
-    """An explicit class mapping (None when not given)."""
-    from ..lcz import parse_mapping
-
-    return parse_mapping(text) if text else None
-
-
 def open_labels_from(values: dict[str, Any], progress: Any):
     """The labels named by the values (a 'path|layername=x' source keeps its layer)."""
     from ..labels import open_labels
@@ -144,10 +151,12 @@ def open_labels_from(values: dict[str, Any], progress: Any):
         values["label_kind"],
         values["class_field"],
         values["coding"],
-        parsed_mapping(values["mapping"]),
-        layer=layer,
-        epsg=values.get("epsg"),
+        values["mapping"],
+        layer=values["layer"] or layer,
+        epsg=values["epsg"],
         progress=progress,
+        label_band=values["label_band"],
+        label_nodata=values["label_nodata"],
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..choices import CODINGS, METRICS
 from ..spec import Output, Param, Step
-from .common import EXTENT, parsed_mapping
+from .common import EXTENT
 
 GROUP = "LCZ maps"
 
@@ -18,11 +18,20 @@ IMPORT_LCZ_MAP = Step(
     "with 101-107 for A-G, a European LCZ map with NaN nodata...) into a uint8 GeoTIFF with codes "
     "1-17 (0 = nodata), the official LCZ colours and a legend of the classes present. Coding "
     "'auto' picks 1-17 or 1-10/101-107 from the values present and refuses values that neither "
-    "explains; give a class mapping such as '1:1,2:2,...' for other codings. Optionally clips to "
+    "explains; a map with built classes only needs its coding, an undeclared 0 needs nodata 0, and other codings a complete class mapping such as '42:A,255:0' (0 = nodata). Optionally clips to "
     "an extent and reprojects (nearest neighbour) to a CRS and pixel size.",
     (
         Param("input", "raster", "LCZ raster", "any CRS, coding and nodata"),
-        Param("band", "band", "Band with the LCZ classes", default=1, minimum=1, parent="input"),
+        Param(
+            "band", "band", "Band with the LCZ classes",
+            "default: the filtered band of an LCZ Generator file, else band 1",
+            optional=True, minimum=1, parent="input",
+        ),
+        Param(
+            "nodata", "float", "Nodata value",
+            "a value read as nodata besides the file's own (e.g. 0 where it is undeclared)",
+            optional=True,
+        ),
         Param(
             "coding", "enum", "Class coding", "auto: 1-17 or 1-10 with 101-107, from the values",
             default="auto", choices=CODINGS,
@@ -42,15 +51,16 @@ IMPORT_LCZ_MAP = Step(
     (
         Output("coding_used", "string", "Coding used"),
         Output("class_counts", "json", "Pixels per class (JSON)"),
+        Output("band_used", "number", "Band used"),
     ),
 )  # fmt: skip
 
 
 @IMPORT_LCZ_MAP.implementation
-def import_lcz_map(*, mapping: str | None, progress: Any, **values: Any) -> dict[str, Any]:
+def import_lcz_map(*, progress: Any, **values: Any) -> dict[str, Any]:
     from ..lczmap import import_lcz_map as import_raster
 
-    result = import_raster(mapping=parsed_mapping(mapping), progress=progress, **values)
+    result = import_raster(progress=progress, **values)
     return {**result, "coding_used": result.pop("coding")}
 
 

@@ -18,7 +18,6 @@ from .common import (
     open_embeddings,
     open_labels_from,
     optional,
-    parsed_mapping,
     split_config,
 )
 
@@ -125,12 +124,22 @@ SAMPLE_PATCHES = Step(
 )  # fmt: skip
 
 
+# label settings that a catalogue gives per city; given beside a catalogue they would be ignored
+CATALOGUE_LABEL_SETTINGS = ("class_field", "mapping", "layer", "epsg", "label_band", "label_nodata")
+
+
 def catalogue_cities(values: dict[str, Any], progress: Progress) -> list:
     """The cities of the catalogue named by the values, each with its embeddings and labels."""
     from ..cities import load_catalogue
-    from ..labels import open_labels
     from ..sampling import CityInput
 
+    for name in CATALOGUE_LABEL_SETTINGS:
+        if values[name] is not None:
+            raise LczError(
+                name,
+                "the city catalogue names each city's labels: write this setting in its "
+                "[cities.<name>.labels.<source>] table, or sample without a catalogue",
+            )
     catalogue = load_catalogue(values["cities"])
     names = [n.strip() for n in values["city"].split(",")] if values["city"] else list(catalogue)
     unknown = [n for n in names if n not in catalogue]
@@ -138,29 +147,11 @@ def catalogue_cities(values: dict[str, Any], progress: Progress) -> list:
         raise LczError(
             "city", f"{', '.join(unknown)} not in the catalogue; it has {', '.join(catalogue)}"
         )
-    given_mapping = parsed_mapping(values["mapping"])
     cities = []
     for name in names:
         city = catalogue[name]
         source = city.open_embeddings()
-        settings = city.label_settings()
-        mapping = settings.get("mapping")
-        if isinstance(mapping, str):
-            mapping = parsed_mapping(mapping)
-        if given_mapping and mapping and given_mapping != mapping:
-            raise LczError(
-                "mapping", f"city {name} has its own mapping in the catalogue; leave mapping empty"
-            )
-        labels = open_labels(
-            settings["path"],
-            settings.get("kind", "auto"),
-            settings.get("class_field"),
-            settings.get("coding", "auto"),
-            mapping or given_mapping,
-            layer=settings.get("layer"),
-            epsg=settings.get("epsg"),
-            progress=progress,
-        )
+        labels = city.open_labels(progress=progress)
         cities.append(CityInput(city.name, source, labels, city.extent_in(source.crs)))
     return cities
 
