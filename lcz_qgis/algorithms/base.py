@@ -4,7 +4,11 @@ import html
 import json
 import os
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingLayerPostProcessorInterface
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterNumber,
+)
 
 from ..worker import run_core
 from .parameters import (
@@ -48,9 +52,10 @@ class LczAlgorithm(QgsProcessingAlgorithm):
             self.addOutput(result_definition(output))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
-        ok, message = super().checkParameterValues(parameters, context)
-        if not ok:
-            return ok, message
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            if not definition.checkValueIsAcceptable(value, context):
+                return False, refusal(definition, value)
         # outputs always have a value in QGIS (a temporary file when left empty)
         present = {
             p.name: True if p.is_output or given(p, parameters) else None for p in self.step.params
@@ -89,6 +94,16 @@ class LczAlgorithm(QgsProcessingAlgorithm):
             value = result.get(output.name)
             outputs[output.name.upper()] = json.dumps(value) if output.kind == "json" else value
         return outputs
+
+
+def refusal(definition, value):
+    """Why the dialog refuses a value, naming the parameter by its label."""
+    text = definition.description()
+    if value in (None, ""):
+        return f"{text} is required"
+    if isinstance(definition, QgsProcessingParameterNumber):
+        return f"{text}: {value} is outside {definition.minimum():g} to {definition.maximum():g}"
+    return f"{text}: {value} is not valid here"
 
 
 def help_html(step):
