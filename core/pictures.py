@@ -236,7 +236,7 @@ def _figure(bounds: Bounds, crs, title: str):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 7), dpi=110)
+    fig = Figure(figsize=(8, 7), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.set_title(title, fontsize=10)

@@ -42,7 +42,7 @@ def principal_scores(data: np.ndarray) -> np.ndarray:
     pixels = data.reshape(data.shape[0], -1).T.astype(np.float64)
     pixels = pixels[~np.isnan(pixels).any(axis=1)]
     z = (pixels - pixels.mean(axis=0)) / pixels.std(axis=0)
-    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    _, _, vt = np.linalg.svd(z.T @ z)  # right singular vectors of z, from its Gram matrix
     top = vt[:3]
     top *= np.sign(top[np.arange(3), np.abs(top).argmax(axis=1)])[:, None]
     return z @ top.T
