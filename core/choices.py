@@ -13,6 +13,8 @@ SPLITS = ("train", "val", "test")
 SPLIT_METHODS = ("blocks", "random", "stripes", "checkerboard", "polygons")
 EVALUATION_SPLITS = ("test", "val", "train", "all")
 DATASET_KINDS = ("patches", "tiles")
+# embedding pictures: how principal components become 0-255
+STRETCHES = ("percentile", "equalize", "sigma")
 # training
 STEMS = ("1x1", "3x3")
 CLASS_WEIGHTINGS = ("sqrt", "balanced", "none")

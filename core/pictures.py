@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
+from .choices import STRETCHES
 from .cities import reproject_extent
 from .errors import LczError
 from .outputs import atomic_path, check_writable, write_text_atomic
@@ -31,7 +32,6 @@ from .rasters import Bounds, EmbeddingSource, crop_to_extent, open_source
 
 SAMPLE_PIXELS = 100_000
 BLOCK = 256  # pixels a side of the windows read
-STRETCHES = ("percentile", "equalize", "sigma")
 SIGMA = 2.5
 MAX_PLOT_PIXELS = 1600  # longest side of a PNG's picture; larger outputs are read decimated
 # viridis, low to high: the ramp of the similarity map

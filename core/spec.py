@@ -306,14 +306,13 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("-"))
 
 
-def _written_paths(path: str) -> list[Path]:
-    """A written output and the sidecar files written beside it, resolved."""
+def _written_paths(path: str, kind: str) -> list[Path]:
+    """A written output and the sidecar files (style, statistics) written beside a layer."""
     resolved = Path(os.path.realpath(path))
-    return (
-        [resolved]
-        + [resolved.with_name(resolved.name + s) for s in SIDECAR_SUFFIXES]
-        + [resolved.with_suffix(".qml")]
-    )
+    if kind not in ("output_raster", "output_vector"):
+        return [resolved]
+    sidecars = [resolved.with_name(resolved.name + s) for s in SIDECAR_SUFFIXES]
+    return [resolved, *sidecars, resolved.with_suffix(".qml")]
 
 
 def check_output_paths(step: Step, values: Mapping[str, Any]) -> None:
@@ -327,7 +326,7 @@ def check_output_paths(step: Step, values: Mapping[str, Any]) -> None:
                     reads.append((param, item, Path(os.path.realpath(item.split("|")[0]))))
     written: list[tuple[Param, list[Path]]] = []
     for param in (p for p in step.params if p.is_output and values.get(p.name)):
-        paths = _written_paths(values[param.name])
+        paths = _written_paths(values[param.name], param.kind)
         folder = param.kind == "output_folder"
         for other, text, path in reads:
             if any(_clash(mine, path, folder) for mine in paths):

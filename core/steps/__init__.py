@@ -22,6 +22,14 @@ from .modelling import (
     train_patch_classifier,
     train_segmentation,
 )
+from .pictures import (
+    EMBEDDING_RGB,
+    EMBEDDING_SIMILARITY,
+    PIXOO64,
+    embedding_rgb,
+    embedding_similarity,
+    pixoo64,
+)
 from .training_data import (
     CREATE_GRID,
     RASTERIZE_LABELS,
@@ -43,6 +51,9 @@ STEPS: tuple[Step, ...] = (
     TRAIN_SEGMENTATION,
     EVALUATE_MODEL,
     PREDICT,
+    EMBEDDING_RGB,
+    EMBEDDING_SIMILARITY,
+    PIXOO64,
     DEMO_CITY,
 )
 STEP_BY_NAME = {step.name: step for step in STEPS}
@@ -52,8 +63,11 @@ __all__ = [
     "STEP_BY_NAME",
     "compare_lcz_maps",
     "create_grid",
+    "embedding_rgb",
+    "embedding_similarity",
     "evaluate_model",
     "import_lcz_map",
+    "pixoo64",
     "plot_lcz_map",
     "predict_lcz_map",
     "rasterize_labels",

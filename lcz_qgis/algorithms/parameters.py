@@ -174,6 +174,9 @@ def definitions(param, step):
         made = [QgsProcessingParameterFolderDestination(name, text, optional=param.optional)]
     else:  # pragma: no cover - the spec refuses unknown kinds
         raise ValueError(kind)
+    if param.is_output:
+        # an optional output is written by default, unless it is an advanced one
+        made[0].setCreateByDefault(not (param.optional and param.advanced))
     for definition in made:
         if param.help:
             definition.setHelp(param.help)

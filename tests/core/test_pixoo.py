@@ -264,3 +264,21 @@ def test_real_lcz_map_in_degrees_sampled_at_the_cell_centres(real_data, tmp_path
     expected = lcz_palette()[np.where(values > 0, values, 0).reshape(64, 64)]
     agree = (screen(result["output"]) == expected).all(axis=2)
     assert agree.mean() > 0.99  # a cell centre on a pixel edge may round either way
+
+
+def test_picture_steps_from_the_command_line(demo_city, tmp_path, capsys):
+    import json as json_module
+
+    from lcz_core.cli import main
+
+    embeddings = str(demo_city.embeddings_tif)
+    assert main(["embedding-rgb", "--embeddings", embeddings, "--output", str(tmp_path / "rgb.tif"),
+                 "--png", str(tmp_path / "rgb.png")]) == 0  # fmt: skip
+    result = json_module.loads(capsys.readouterr().out)
+    assert len(result["explained_variance"]) == 3 and (tmp_path / "rgb.png").is_file()
+    with rasterio.open(demo_city.embeddings_tif) as src:
+        x, y = src.xy(src.height // 2, src.width // 2)
+    assert main(["pixoo64", "--embeddings", embeddings, f"--center={x},{y}",
+                 "--output", str(tmp_path / "s.png"), "--dry-run", str(tmp_path / "p.json")]) == 0  # fmt: skip
+    payload = json_module.loads((tmp_path / "p.json").read_text())
+    assert len(payload["PicData"]) == 16_384
