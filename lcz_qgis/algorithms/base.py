@@ -52,8 +52,11 @@ class LczAlgorithm(QgsProcessingAlgorithm):
             self.addOutput(result_definition(output))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS API)
+        paths = {p.qgis_name for p in self.step.params if p.is_input_path}
         for definition in self.parameterDefinitions():
             value = parameters.get(definition.name())
+            if definition.name() in paths and is_existing_path(value):
+                continue  # e.g. a zarr store or an .h5 file: the worker reads what QGIS cannot
             if not definition.checkValueIsAcceptable(value, context):
                 return False, refusal(definition, value)
         # outputs always have a value in QGIS (a temporary file when left empty)
@@ -96,6 +99,11 @@ class LczAlgorithm(QgsProcessingAlgorithm):
         return outputs
 
 
+def is_existing_path(value):
+    """Whether a parameter value is the path of an existing file or folder."""
+    return isinstance(value, str) and os.path.exists(value.split("|")[0])
+
+
 def refusal(definition, value):
     """Why the dialog refuses a value, naming the parameter by its label."""
     text = definition.description()
@@ -103,7 +111,9 @@ def refusal(definition, value):
         return f"{text} is required"
     if isinstance(definition, QgsProcessingParameterNumber):
         return f"{text}: {value} is outside {definition.minimum():g} to {definition.maximum():g}"
-    return f"{text}: {value} is not valid here"
+    if isinstance(value, str) and not is_existing_path(value):
+        return f"{text}: {value} does not exist; choose an existing file or layer"
+    return f"{text}: {value} cannot be read as this kind of input"
 
 
 def help_html(step):

@@ -116,7 +116,8 @@ def test_bad_input_gives_a_message_not_a_traceback(repo_env, tmp_path):
     )
     assert done.returncode != 0
     text = done.stdout + done.stderr
-    assert "INPUT" in text and "Traceback" not in text
+    assert "LCZ raster: " in text and "missing.tif does not exist" in text
+    assert "Traceback" not in text
 
 
 def test_plugin_zip_installs_into_a_profile(tmp_path):

@@ -138,7 +138,7 @@ def test_cancel_terminates_the_worker_and_leaves_no_file(lcz_provider, tmp_path,
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("unknown_coding", r"^Class coding: values 42, 250 are not LCZ classes"),
+        ("unknown_coding", r"^Class mapping: .*values 42, 250 are not LCZ classes"),
         ("extent_outside", r"^Extent: .*does not overlap"),
         ("unwritable", r"^LCZ map: folder .*does not exist"),
     ],
@@ -166,7 +166,7 @@ def test_not_a_raster_is_refused(lcz_provider, tmp_path):
 
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    with pytest.raises(QgsProcessingException, match="INPUT"):
+    with pytest.raises(QgsProcessingException, match="^LCZ raster: .*notes.txt"):
         processing.run("lcz:importlczmap", {"INPUT": str(text), "OUTPUT": str(tmp_path / "o.tif")})
 
 
