@@ -6,14 +6,18 @@ measures, the area of each class in each map and, optionally, an agreement raste
 Where the map's pixels are within 1.5x the reference cell size, a cell takes the map's class at
 its centre (nearest neighbour): on two grids of similar size a mode sees 2-3 pixels per cell and
 breaks ties arbitrarily. Where the map is finer, a cell takes its area-weighted majority class:
-the cell is split into f x f equal sub-cells, GDAL's nearest-neighbour warp gives each sub-cell the
-map's class at its centre, and the class covering most sub-cells wins (a tie goes to the class at
-the cell centre); a cell under half classified is nodata. f is twice the rounded size ratio up to
-8 (half-pixel sub-cells), the ratio itself up to 16 and 16 beyond (a 256-point sample of the cell);
-as a multiple of the ratio it counts aligned grids (10 m in 100 m) exactly. Sub-cells estimate
-each pixel's overlap with the cell to within a sub-cell and work across CRSs with the same warp as
-nearest neighbour, in memory bounded per window; exact overlap fractions would need the
-reprojected pixel outlines intersected with every cell.
+the cell is split into f x f equal sub-cells, GDAL's nearest-neighbour warp gives each sub-cell
+the map's class at its centre, and the class covering most sub-cells wins (a tie goes to the
+class at the cell centre); a cell under half classified is not compared. f is twice the rounded
+size ratio up to 8 (sub-cells of half a pixel), the ratio itself up to 16, and 16 beyond (a
+256-point sample of the cell); being a multiple of the ratio, it counts aligned grids (10 m in
+100 m) exactly. Sub-cells measure each pixel's share of a cell to within a sub-cell, across any
+two CRSs, with the warp that nearest neighbour uses and a memory bounded per window; exact
+overlap fractions would need every reprojected pixel outline intersected with the cells.
+
+Class areas are true areas on the CRS's ellipsoid (not the CRS's nominal cell area), over the
+compared cells: the reference's from its cells, the map's from its own sub-cells, so that a class
+that is nowhere a majority still has its area.
 """
 
 from __future__ import annotations
@@ -46,11 +50,9 @@ from .progress import Progress, SubProgress, track
 # global map as a Cloud Optimized GeoTIFF; GDAL fetches only the blocks of the city's window.
 GLOBAL_LCZ_MAP = "/vsicurl/https://lcz-generator.rub.de/cogs/lcz_filter_v3_cog.tif"
 
-NEAREST_WITHIN = (
-    1.5  # size ratio (reference cell / map pixel) below which nearest neighbour is used
-)
+NEAREST_WITHIN = 1.5  # reference cell size over map pixel size below which nearest is used
 MAX_SUBCELLS = 16  # sub-cells per side of a reference cell at most
-BLOCK_SUBCELLS = 1 << 24  # sub-cells warped per window: bounds memory whatever the grid size
+BLOCK_SUBCELLS = 1 << 22  # sub-cells warped per window: bounds memory whatever the grid size
 AREA_STEP = 16  # cells between evaluations of the CRS's area scale (it varies over 100s of km)
 
 # Agreement raster values (0 = not compared), colours (colorbrewer RdYlBu-like) and names.
@@ -78,6 +80,7 @@ def compare_lcz_maps(
     """Compare LCZ map `input` (1-17) with `reference` on the reference grid; write a JSON report."""
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
+    from rasterio.windows import Window
 
     progress = progress or Progress()
     output = check_writable(output)
@@ -126,7 +129,7 @@ def compare_lcz_maps(
         blocks = _blocks(ref.width, ref.height, f)
         for block in track(blocks, SubProgress(progress, 30, 95), len(blocks), "comparing"):
             fine = subcells.read(
-                1, window=block.__class__(0, block.row_off * f, block.width * f, block.height * f)
+                1, window=Window(0, block.row_off * f, block.width * f, block.height * f)
             )
             if fine.max(initial=0) > NUM_CLASSES:
                 raise LczError(
