@@ -71,10 +71,15 @@ def lcz_colormap() -> dict[int, tuple[int, int, int, int]]:
 
 def qml_style(codes: list[int]) -> str:
     """A QGIS style (.qml) with a paletted renderer over the given LCZ codes."""
+    return paletted_qml([(c, CLASS_BY_CODE[c].color, CLASS_BY_CODE[c].label) for c in codes])
+
+
+def paletted_qml(palette: list[tuple[int, str, str]]) -> str:
+    """A QGIS style (.qml) with a paletted renderer over (value, '#rrggbb', label) entries."""
     entries = "\n".join(
-        f'        <paletteEntry value="{c}" color="{CLASS_BY_CODE[c].color}" alpha="255" '
-        f"label={quoteattr(CLASS_BY_CODE[c].label)}/>"
-        for c in codes
+        f'        <paletteEntry value="{value}" color="{color}" alpha="255" '
+        f"label={quoteattr(label)}/>"
+        for value, color, label in palette
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22" styleCategories="AllStyleCategories">
@@ -135,14 +140,24 @@ def split_style_qml(field: str = "split") -> str:
 """
 
 
-def category_names_aux_xml() -> str:
-    """GDAL PAM metadata naming the categories 0-17 (0 = nodata)."""
-    names = ["nodata"] + [c.label for c in LCZ_CLASSES]
+def category_names_aux_xml(names: list[str] | None = None) -> str:
+    """GDAL PAM metadata naming the categories 0, 1, ... (default: nodata and the 17 LCZ)."""
+    names = names or ["nodata"] + [c.label for c in LCZ_CLASSES]
     items = "\n".join(f"      <Category>{n}</Category>" for n in names)
     return (
         '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'
         f"{items}\n    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n"
     )
+
+
+def class_raster_profile(*, crs, transform, width: int, height: int) -> dict:
+    """GeoTIFF profile of a one-band uint8 class raster (0 = nodata), tiled when large enough."""
+    profile = {**LCZ_PROFILE, "crs": crs, "transform": transform, "width": width, "height": height}
+    if width < 256 or height < 256:
+        for key in ("blockxsize", "blockysize"):
+            del profile[key]
+        profile["tiled"] = False
+    return profile
 
 
 class LczRasterWriter:
@@ -153,16 +168,9 @@ class LczRasterWriter:
 
     def __init__(self, path: str | os.PathLike, *, crs, transform, width: int, height: int) -> None:
         self.path = Path(path)
-        self.profile = {
-            **LCZ_PROFILE,
-            "crs": crs,
-            "transform": transform,
-            "width": width,
-            "height": height,
-        }
-        if width < 256 or height < 256:
-            self.profile.update(tiled=False, blockxsize=None, blockysize=None)
-            self.profile = {k: v for k, v in self.profile.items() if v is not None}
+        self.profile = class_raster_profile(
+            crs=crs, transform=transform, width=width, height=height
+        )
         self.counts = np.zeros(NUM_CLASSES + 1, dtype=np.int64)
         self._stack = contextlib.ExitStack()
 

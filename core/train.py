@@ -38,7 +38,7 @@ from .models import (
     prepare_inputs,
     save_model,
 )
-from .outputs import atomic_path, write_text_atomic
+from .outputs import write_text_atomic
 from .progress import Progress, SubProgress
 from .steps.modelling import TRAINING_OPTIONS
 
@@ -286,13 +286,11 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def plot_curves(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """PNG of the training curves: losses and validation accuracy per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plot import new_figure, save_png
 
     epochs = [r["epoch"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure(10, 4)
+    left, right = fig.subplots(1, 2)
     left.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
     left.plot(epochs, [r["val_loss"] for r in rows], "o-", label="validation")
     left.set(xlabel="epoch", ylabel="loss (class-weighted cross-entropy)", title="Loss")
@@ -302,10 +300,7 @@ def plot_curves(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     right.set(xlabel="epoch", ylabel="validation", ylim=(0, 1), title="Validation accuracy")
     right.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path, dpi=100)
 
 
 def train(

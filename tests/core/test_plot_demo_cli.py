@@ -27,7 +27,7 @@ def test_plot_array_shows_only_present_classes(tmp_path):
     codes[30:] = 17
     codes[:, :10] = 0
     fig = plot_lcz(codes, title="two classes")
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["LCZ 2: Compact mid-rise", "LCZ G: Water"]
     path = save_lcz_plot(codes, tmp_path / "p.png", transform=Affine(10, 0, 5e5, 0, -10, 4e6))
     image = matplotlib.image.imread(path)
