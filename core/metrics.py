@@ -336,6 +336,8 @@ def plot_bootstrap(
     Boxes span the quartiles and whiskers the `level` interval; a diamond marks the point value.
     """
     plt = _pyplot()
+    from matplotlib.colors import to_rgb
+
     tail = 100 * (1 - bootstrap.level) / 2
     panels = [
         (
@@ -369,11 +371,11 @@ def plot_bootstrap(
             patch_artist=True,
             widths=0.6,
         )
-        for box, color in zip(boxes["boxes"], colors, strict=True):
+        for box, median, color in zip(boxes["boxes"], boxes["medians"], colors, strict=True):
             box.set_facecolor(color)
             box.set_edgecolor("#333333")
-        for line in boxes["medians"]:
-            line.set_color("#333333")
+            r, g, b = to_rgb(color)
+            median.set_color("white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.45 else "#333333")
         shown = [(p, v) for p, v in zip(positions, points, strict=True) if v is not None]
         if shown:
             ax.scatter(
