@@ -10,7 +10,8 @@ A dataset is a folder holding `manifest.json` and `data.zarr`, a zarr v3 group w
 
 manifest.json keys: format_version, kind, patch_size, pixel_size, band_count, band_names,
 embedding_source, cities, crs, seed, split_method, split_fractions, buffer_m, class_counts
-({"train": {"1": n, ...}, "val": ..., "test": ...}; pixels for tiles), created_with.
+({"train": {"1": n, ...}, "val": ..., "test": ...}; pixels for tiles), created_with; written by
+sampling also city_crs, block_cells and city_grids ([left, top, cell side] of each city's grid).
 The writer streams: samples arrive in batches and are appended, so a dataset never has to fit
 in memory. The folder is written beside its destination and renamed when complete.
 """

@@ -3,6 +3,11 @@
 The same call covers the three cases of an LCZ study: the test split of the training data, a city
 the model never saw (cross-city transfer: give that city's dataset and split "all"), and several
 cities at once (one row per city, each marked as seen in training or not).
+
+Every measure comes with a 90% interval from a spatial block bootstrap: the samples are grouped
+in squares of `block_cells` x `block_cells` cells of their city's grid (the split's block size,
+from the dataset manifest), and whole blocks are resampled, so that neighbouring samples, whose
+errors go together, are never counted as independent evidence.
 """
 
 from __future__ import annotations
@@ -16,16 +21,48 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import SPLIT_CODES, open_dataset
+from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
 from .lcz import CLASS_BY_CODE
-from .metrics import confusion_matrix, lcz_metrics, plot_confusion
+from .metrics import (
+    MEASURE_DEFINITIONS,
+    MEASURE_LABELS,
+    MEASURES,
+    Bootstrap,
+    block_confusions,
+    bootstrap_confusions,
+    lcz_metrics,
+    plot_bootstrap,
+    plot_confusion,
+    summary,
+)
 from .models import LczModel, load_model, pick_device
 from .outputs import write_text_atomic
 from .progress import Progress, SubProgress
-from .train import summary
+from .sampling import SplitConfig
 
 SPLITS = (*SPLIT_CODES, "all")
+INTERVAL_LEVEL = 0.9
+FEW_BLOCKS = 10  # below this many blocks a block bootstrap understates the uncertainty
+MAX_BOOTSTRAP_DRAWS = 100_000
+
+
+def sample_blocks(ds: PatchDataset) -> tuple[np.ndarray, int]:
+    """Spatial block (0..B-1) of every sample, and the block side in grid cells.
+
+    A block is `block_cells` x `block_cells` cells of the sample's city grid, counted from the
+    grid's upper-left corner as the split's blocks are. Datasets that do not record their grids
+    (written before city_grids) get blocks of the same size counted from the CRS origin.
+    """
+    k = int(ds.manifest.get("block_cells") or SplitConfig().block_cells)
+    cell = float(ds.manifest["patch_size"]) * float(ds.manifest["pixel_size"])
+    grids = ds.manifest.get("city_grids") or [[0.0, 0.0, cell]] * len(ds.manifest["cities"])
+    city = ds.city[:].astype(np.int64)
+    left, top, side = np.asarray(grids, dtype=np.float64)[city].T
+    row = np.floor((top - ds.centre_y[:]) / side).astype(np.int64) // k
+    col = np.floor((ds.centre_x[:] - left) / side).astype(np.int64) // k
+    _, blocks = np.unique(np.stack([city, row, col], axis=1), axis=0, return_inverse=True)
+    return blocks.ravel(), k
 
 
 def _predict_dataset(
@@ -36,8 +73,9 @@ def _predict_dataset(
     batch_size: int,
     device,
     progress: Progress,
-) -> dict[str, np.ndarray]:
-    """Confusion matrices per city of a model on one dataset's chosen samples."""
+) -> tuple[dict[tuple[str, int], np.ndarray], int]:
+    """Confusion matrices of a model on a dataset's chosen samples by (city, spatial block), and
+    the block side in cells."""
     ds = open_dataset(folder)
     meta = model.metadata
     expected_kind = "patches" if meta["task"] == "patch" else "tiles"
@@ -67,22 +105,24 @@ def _predict_dataset(
     city = ds.city[:]
     if cities:
         wanted &= np.isin(city, [names.index(c) for c in cities])
-    confusions: dict[str, np.ndarray] = {}
-    block = max(1, int(ds.x.chunks[0]))
-    starts = [s for s in range(0, len(ds), block) if wanted[s : s + block].any()]
+    blocks, block_cells = sample_blocks(ds)
+    block_city = np.zeros(blocks.max(initial=-1) + 1, np.int64)
+    block_city[blocks] = city
+    confusions: dict[tuple[str, int], np.ndarray] = {}
+    chunk = max(1, int(ds.x.chunks[0]))
+    starts = [s for s in range(0, len(ds), chunk) if wanted[s : s + chunk].any()]
     for done, start in enumerate(starts):
         progress.report(
             100.0 * done / len(starts), f"{ds.folder.name}: block {done + 1}/{len(starts)}"
         )
-        chosen = np.flatnonzero(wanted[start : start + block])
-        x = np.asarray(ds.x[start : start + block])[chosen]
-        y = np.asarray(ds.y[start : start + block])[chosen]
+        chosen = np.flatnonzero(wanted[start : start + chunk])
+        x = np.asarray(ds.x[start : start + chunk])[chosen]
+        y = np.asarray(ds.y[start : start + chunk])[chosen]
         codes, _ = model.predict(x, batch_size, device)
-        for index in np.unique(city[start + chosen]):
-            here = city[start + chosen] == index
-            name = names[int(index)]
-            confusions[name] = confusions.get(name, 0) + confusion_matrix(y[here], codes[here])
-    return confusions
+        for block, c in zip(*block_confusions(y, codes, blocks[start + chosen]), strict=True):
+            key = (names[int(block_city[block])], int(block))
+            confusions[key] = confusions.get(key, 0) + c
+    return confusions, block_cells
 
 
 def _slug(name: str) -> str:
@@ -97,14 +137,26 @@ def evaluate_model(
     cities: list[str] | None = None,
     batch_size: int = 256,
     device: str = "auto",
+    bootstrap_draws: int = 1000,
+    seed: int = 0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a model file on datasets; write metrics.json, confusion PNGs and report.html."""
+    """Evaluate a model file on datasets; write metrics.json, confusion PNGs and report.html.
+
+    With `bootstrap_draws` > 0 every measure gets a 90% interval from that many draws of a
+    spatial block bootstrap (seeded by `seed`), drawn as box plots in bootstrap.png.
+    """
     progress = progress or Progress()
     if split not in SPLITS:
         raise LczError("split", f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if not datasets:
         raise LczError("dataset", "give at least one dataset folder")
+    if not 0 <= bootstrap_draws <= MAX_BOOTSTRAP_DRAWS:
+        raise LczError(
+            "bootstrap_draws",
+            f"{bootstrap_draws} draws; give 0 (no intervals) to {MAX_BOOTSTRAP_DRAWS} "
+            "(1000 is plenty for 90% intervals)",
+        )
     loaded = load_model(model)
     run_on = pick_device(device)
     loaded.network.to(run_on)
@@ -113,15 +165,19 @@ def evaluate_model(
         raise LczError("output", f"folder {folder.parent} does not exist; create it first")
     folder.mkdir(exist_ok=True)
 
-    per_city: dict[str, np.ndarray] = {}
+    blocks: dict[tuple[int, str, int], np.ndarray] = {}
+    block_cells = []
     for i, dataset in enumerate(datasets):
         sub = SubProgress(progress, 90.0 * i / len(datasets), 90.0 * (i + 1) / len(datasets))
-        found = _predict_dataset(loaded, dataset, split, cities, batch_size, run_on, sub)
-        for name, c in found.items():
-            per_city[name] = per_city.get(name, 0) + c
+        found, cells = _predict_dataset(loaded, dataset, split, cities, batch_size, run_on, sub)
+        blocks.update({(i, name, block): c for (name, block), c in found.items()})
+        block_cells.append(cells)
+    per_city: dict[str, np.ndarray] = {}
+    for (_, name, _), c in blocks.items():
+        per_city[name] = per_city.get(name, 0) + c
     if not per_city:
         raise LczError("split", f"no samples in split {split!r} of the given datasets and cities")
-    progress.report(92, "metrics and plots")
+    progress.report(92, "metrics, bootstrap and plots")
     total = sum(per_city.values())
     metrics = lcz_metrics(total)
     trained_on = set(loaded.metadata.get("training_cities", []))
@@ -134,34 +190,67 @@ def evaluate_model(
         name: {**summary(lcz_metrics(c)), "seen_in_training": name in trained_on}
         for name, c in sorted(per_city.items())
     }
+
+    def bootstrap(keys: list) -> Bootstrap | None:
+        if not bootstrap_draws:
+            return None
+        stack = np.stack([blocks[k] for k in keys])
+        return bootstrap_confusions(stack, bootstrap_draws, seed, INTERVAL_LEVEL)
+
+    overall = bootstrap(list(blocks))
+    if overall and len(blocks) < FEW_BLOCKS:
+        progress.log(
+            f"only {len(blocks)} spatial blocks hold samples: the intervals understate the "
+            "uncertainty; evaluate on more blocks (a larger test split or more cities)"
+        )
+    city_intervals = {
+        name: (b.intervals() if (b := bootstrap([k for k in blocks if k[1] == name])) else None)
+        for name in cities_out
+    }
     paths = {
         "metrics_json": folder / "metrics.json",
         "confusion_png": folder / "confusion.png",
         "report": folder / "report.html",
     }
-    plot_confusion(total, paths["confusion_png"], f"{split} split: {', '.join(sorted(per_city))}")
+    title = f"{split} split: {', '.join(sorted(per_city))}"
+    plot_confusion(total, paths["confusion_png"], title)
+    if overall:
+        paths["bootstrap_png"] = plot_bootstrap(overall, metrics, folder / "bootstrap.png", title)
     city_plots = {}
     if len(per_city) > 1:
         for name, c in per_city.items():
             city_plots[name] = plot_confusion(c, folder / f"confusion_{_slug(name)}.png", name)
+    intervals = overall.intervals() if overall else None
     record = {
         "model": str(model),
         "datasets": [str(d) for d in datasets],
         "split": split,
         "metrics": metrics,
+        "intervals": intervals,
+        "bootstrap": {
+            "draws": bootstrap_draws,
+            "seed": seed,
+            "level": INTERVAL_LEVEL,
+            "blocks": len(blocks),
+            "block_cells": block_cells,
+            "method": "percentile intervals of the measures over draws of the spatial blocks "
+            "(block_cells x block_cells grid cells of a city), resampled with replacement",
+        },
+        "definitions": MEASURE_DEFINITIONS,
         "majority_class": int(majority) if majority else None,
         "majority_baseline_oa": baseline,
-        "per_city": cities_out,
+        "per_city": {
+            name: {**v, "intervals": city_intervals[name]} for name, v in cities_out.items()
+        },
         "confusion_matrix": total.tolist(),
     }
     write_text_atomic(paths["metrics_json"], json.dumps(record, indent=2))
-    write_text_atomic(
-        paths["report"], report_html(loaded.metadata, record, paths["confusion_png"], city_plots)
-    )
+    write_text_atomic(paths["report"], report_html(loaded.metadata, record, paths, city_plots))
     progress.report(100, "done")
     return {
         **{k: str(v) for k, v in paths.items()},
         "metrics": summary(metrics),
+        "intervals": intervals,
         "majority_baseline_oa": baseline,
         "per_city": cities_out,
     }
@@ -175,6 +264,17 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _interval(bounds: list[float] | None) -> str:
+    return "&ndash;" if bounds is None else f"{bounds[0]:.3f}&ndash;{bounds[1]:.3f}"
+
+
+def _with_interval(value: Any, intervals: dict | None, key: str) -> str:
+    """A value with its interval below it, small."""
+    if not intervals:
+        return _fmt(value)
+    return f"{_fmt(value)}<br><small>{_interval(intervals.get(key))}</small>"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in rows)
@@ -182,25 +282,45 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def report_html(
-    metadata: dict[str, Any], record: dict[str, Any], confusion_png: Path, city_plots: dict
+    metadata: dict[str, Any], record: dict[str, Any], paths: dict[str, Path], city_plots: dict
 ) -> str:
     """A self-describing HTML page of an evaluation (images referenced beside it)."""
-    m = record["metrics"]
-    keys = ("n", "oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
+    m, intervals, boot = record["metrics"], record["intervals"], record["bootstrap"]
+    level = f"{100 * boot['level']:g}%"
     overall = _table(
-        ["samples", "OA", "kappa", "OA_u", "OA_bu", "OA_w", "macro F1", "majority-class OA"],
-        [[_fmt(m[k]) for k in keys] + [_fmt(record["majority_baseline_oa"])]],
+        ["measure", "value", f"{level} interval", "definition"],
+        [["samples", _fmt(m["n"]), "", "reference samples with a prediction (pixels for tiles)"]]
+        + [
+            [
+                MEASURE_LABELS[k],
+                _fmt(m[k]),
+                _interval(intervals[k]) if intervals else "&ndash;",
+                html.escape(MEASURE_DEFINITIONS[k]),
+            ]
+            for k in MEASURES
+        ]
+        + [
+            [
+                "majority-class OA",
+                _fmt(record["majority_baseline_oa"]),
+                "",
+                "OA of always answering the most frequent class of the training data",
+            ]
+        ],
     )
+    labels = [MEASURE_LABELS[k] for k in MEASURES]
     cities = _table(
-        ["city", "in training", *("samples", "OA", "kappa", "OA_u", "OA_bu", "OA_w", "macro F1")],
+        ["city", "in training", "samples", *labels],
         [
-            [_fmt(name), "yes" if v["seen_in_training"] else "no (transfer)"]
-            + [_fmt(v[k]) for k in keys]
+            [_fmt(name), "yes" if v["seen_in_training"] else "no (transfer)", _fmt(v["n"])]
+            + [_with_interval(v[k], v["intervals"], k) for k in MEASURES]
             for name, v in record["per_city"].items()
         ],
     )
+    f1_intervals = intervals["per_class_f1"] if intervals else {}
     classes = _table(
-        ["LCZ", "name", "reference", "predicted", "producer's acc.", "user's acc.", "F1"],
+        ["LCZ", "name", "reference", "predicted", "producer's acc.", "user's acc.", "F1"]
+        + ([f"F1 {level} interval"] if intervals else []),
         [
             [
                 f'<span class="swatch" style="background:{CLASS_BY_CODE[code].color}"></span>'
@@ -212,9 +332,31 @@ def report_html(
                 _fmt(c["user_accuracy"]),
                 _fmt(c["f1"]),
             ]
+            + ([_interval(f1_intervals.get(str(code)))] if intervals else [])
             for code, c in m["per_class"].items()
         ],
     )
+    if intervals:
+        few = (
+            f"""<p class="warning">Only {boot["blocks"]} blocks hold samples: with fewer than
+{FEW_BLOCKS} the bootstrap has too few pieces to resample and its intervals understate the
+uncertainty. Evaluate on more blocks (a larger test split, or more cities) before quoting
+them.</p>"""
+            if boot["blocks"] < FEW_BLOCKS
+            else ""
+        )
+        sizes = " or ".join(f"{k} x {k}" for k in sorted(set(boot["block_cells"])))
+        pixels = f"{metadata['patch_size']} x {metadata['patch_size']} pixels"
+        uncertainty = f"""<p>Intervals: {level} percentile intervals over {boot["draws"]} draws
+(seed {boot["seed"]}) of a spatial block bootstrap. The samples are grouped in blocks of {sizes}
+grid cells of {pixels} in their city, the split's block size; {boot["blocks"]} blocks hold
+samples here. Each draw takes as many blocks at random, with replacement, so that neighbouring
+samples, whose errors go together, count as one piece of evidence: few blocks give wide
+intervals. A class's F1 interval uses the draws that hold the class. Box plots: boxes span the
+quartiles, whiskers the {level} interval, diamonds mark the values above.</p>{few}
+<img src="{html.escape(paths["bootstrap_png"].name)}" alt="bootstrap box plots">"""
+    else:
+        uncertainty = "<p>No intervals: the bootstrap was switched off (bootstrap_draws 0).</p>"
     model_rows = [
         ["architecture", _fmt(f"{metadata['task']}: {metadata['architecture']}")],
         ["embeddings", _fmt(f"{metadata['embedding_source']} ({metadata['band_count']} bands)")],
@@ -225,7 +367,7 @@ def report_html(
         ["datasets", _fmt(", ".join(record["datasets"]))],
         ["split", _fmt(record["split"])],
     ]
-    images = f'<img src="{html.escape(confusion_png.name)}" alt="confusion matrix">'
+    images = f'<img src="{html.escape(paths["confusion_png"].name)}" alt="confusion matrix">'
     images += "".join(
         f'<h3>{_fmt(name)}</h3><img src="{html.escape(Path(p).name)}" alt="{_fmt(name)}">'
         for name, p in city_plots.items()
@@ -237,18 +379,25 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 th, td {{ border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #eee; }} td:first-child {{ text-align: left; }}
+td:last-child:not(:only-child) {{ text-align: left; }}
+small {{ color: #555; white-space: nowrap; }}
 .swatch {{ display: inline-block; width: 1em; height: 1em; margin-right: 0.4em;
   vertical-align: middle; border: 1px solid #555; }}
 img {{ max-width: 100%; }}
+.warning {{ color: #a00000; }}
 </style></head><body>
 <h1>LCZ model evaluation</h1>
 {_table(["", ""], model_rows)}
 <h2>Overall</h2>
 {overall}
-<p>OA: overall accuracy; OA_u: built classes 1-10 only; OA_bu: built vs natural; OA_w: weighted
-by LCZ similarity (Bechtel et al. 2017, Urban Science 1(2):15; Bechtel et al. 2020, Remote
-Sensing 12(11):1769; weights as written in lcz_core.metrics). Majority-class OA: always answering
-the most frequent training class.</p>
+<p>Rows of the confusion matrix are the reference, columns the prediction. OA_w weights: the LCZ
+similarity table of the LCZ Generator (Demuzere et al. 2021, Frontiers in Environmental Science
+9:637455), after Bechtel et al. 2017 (Urban Science 1(2):15) and 2020 (Remote Sensing
+12(11):1769), in lcz_core.metrics. OA_bu follows the published binary definition: both the built
+and the natural block count as agreement (the LCZ Generator's code counts only the natural
+diagonal, an indexing quirk); E is left out, as in that code.</p>
+<h2>Uncertainty</h2>
+{uncertainty}
 <h2>Per city</h2>
 {cities}
 <h2>Per class</h2>

@@ -412,6 +412,8 @@ def make_dataset(
         "split_fractions": list(split.fractions),
         "buffer_m": split.buffer_m,
         "block_cells": split.block_cells,
+        # per city: upper-left corner and cell side of its grid, to find a sample's cell again
+        "city_grids": [[g.transform.c, g.transform.f, g.cell_size] for g, _ in grids],
         "min_share": min_share,
         "labels": [c.labels.name for c in cities],
     }

@@ -27,7 +27,7 @@ from torch import nn
 from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
 from .lcz import CODES, NUM_CLASSES
-from .metrics import confusion_matrix, lcz_metrics
+from .metrics import confusion_matrix, lcz_metrics, summary
 from .models import (
     DEFAULT_ARCHITECTURE,
     STEMS,
@@ -44,7 +44,6 @@ from .steps.modelling import TRAINING_OPTIONS
 
 TRAIN_COMMANDS = {"patch": "train-patch-classifier", "segmentation": "train-segmentation"}
 CLASS_WEIGHTINGS = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
-SUMMARY_KEYS = ("n", "oa", "kappa", "oa_u", "oa_bu", "oa_w", "macro_f1")
 # the defaults of the options a user sets live in the training steps' spec
 OPTION_DEFAULTS = {p.name: p.default for p in TRAINING_OPTIONS}
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_oa", "val_macro_f1", "lr", "seconds")
@@ -246,11 +245,6 @@ def training_batch(
             xs, ys = xs[:, :, ::-1], ys[:, :, ::-1] if pixel_labels else ys
         out[at], targets[at] = xs, ys
     return torch.from_numpy(out).permute(0, 3, 1, 2), torch.from_numpy(targets - 1)
-
-
-def summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The scalar measures of a metrics dict (no per-class table)."""
-    return {k: metrics[k] for k in SUMMARY_KEYS}
 
 
 def _evaluate(
