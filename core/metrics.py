@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from .lcz import BUILT_CODES, CLASS_BY_CODE, CODES, LCZ_CLASSES, NUM_CLASSES
-from .outputs import atomic_path
 
 # LCZ similarity weights for the weighted overall accuracy OA_w, cell by cell as published in
 # tables/LCZ_metric.csv of the LCZ Generator authors' public code (github.com/matthiasdemuzere/
@@ -272,20 +271,12 @@ def block_bootstrap(
     )
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion(
     confusion: np.ndarray, path: str | os.PathLike, title: str = "Confusion matrix"
 ) -> Path:
     """PNG of a confusion matrix (counts and row-normalised) over the classes present."""
-    plt = _pyplot()
+    from .plot import new_figure, save_png
+
     c = np.asarray(confusion, dtype=np.int64)
     present = np.flatnonzero((c.sum(axis=0) + c.sum(axis=1)) > 0)
     sub = c[np.ix_(present, present)]
@@ -293,7 +284,8 @@ def plot_confusion(
         normalised = sub / sub.sum(axis=1, keepdims=True)
     labels = [CLASS_BY_CODE[CODES[i]].short for i in present]
     size = 2.5 + 0.45 * len(present)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, size))
+    fig = new_figure(2 * size + 1.5, size)
+    axes = fig.subplots(1, 2)
     for ax, values, name, fmt in (
         (axes[0], sub, "counts", "d"),
         (axes[1], normalised, "row-normalised (producer's accuracy)", ".2f"),
@@ -319,10 +311,7 @@ def plot_confusion(
                 )
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path, dpi=110)
 
 
 def plot_bootstrap(
@@ -335,8 +324,9 @@ def plot_bootstrap(
 
     Boxes span the quartiles and whiskers the `level` interval; a diamond marks the point value.
     """
-    plt = _pyplot()
     from matplotlib.colors import to_rgb
+
+    from .plot import new_figure, save_png
 
     tail = 100 * (1 - bootstrap.level) / 2
     panels = [
@@ -355,11 +345,9 @@ def plot_bootstrap(
             "F1 per class",
         ),
     ]
-    fig, axes = plt.subplots(
-        1,
-        2,
-        figsize=(4 + 0.45 * (len(bootstrap.values) + len(bootstrap.f1)), 4.2),
-        gridspec_kw={"width_ratios": [len(bootstrap.values), max(1, len(bootstrap.f1))]},
+    fig = new_figure(4 + 0.45 * (len(bootstrap.values) + len(bootstrap.f1)), 4.2)
+    axes = fig.subplots(
+        1, 2, gridspec_kw={"width_ratios": [len(bootstrap.values), max(1, len(bootstrap.f1))]}
     )
     for ax, (labels, draws, points, colors, name) in zip(axes, panels, strict=True):
         positions = np.arange(1, len(labels) + 1)
@@ -396,7 +384,4 @@ def plot_bootstrap(
         fontsize=10,
     )
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path, dpi=110)

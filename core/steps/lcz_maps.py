@@ -92,9 +92,10 @@ COMPARE_LCZ_MAPS = Step(
     "Compare with reference LCZ map",
     GROUP,
     "Reports the agreement of an LCZ map (codes 1-17, e.g. a prediction) with a reference LCZ map "
-    "on the reference's grid: the map is aggregated onto the reference pixels (e.g. 10 m onto "
-    "100 m). Measures: OA, kappa, OA_u (built classes), OA_bu (built vs natural), OA_w "
-    "(similarity-weighted), macro F1 and per-class accuracies, with a confusion matrix plot. "
+    "on the reference's grid: where the pixel sizes are within 1.5x each reference cell takes the "
+    "map's class at its centre, a finer map (e.g. 10 m onto 100 m) gives each cell the class "
+    "covering most of its area. Measures: OA, kappa, OA_u (built classes), OA_bu (built vs natural), OA_w "
+    "(similarity-weighted), macro F1 and per-class accuracies, with a confusion matrix plot, the area of each class in both maps and an agreement raster. "
     "Without a reference the global LCZ map (Demuzere et al. 2022, filtered, 100 m) is read over "
     "the network, only the map's window. The clipped reference is written styled, so it opens "
     "beside the map.",
@@ -113,11 +114,20 @@ COMPARE_LCZ_MAPS = Step(
             "reference_output", "output_raster", "Reference LCZ map (clipped)", optional=True,
         ),
         Param(
+            "agreement_output", "output_raster", "Agreement raster",
+            "agree, built/built and natural/natural disagreement, built-vs-natural confusion",
+            optional=True,
+        ),
+        Param(
             "confusion_png", "output_file", "Confusion matrix plot",
             optional=True, file_filter="PNG files (*.png)",
         ),
     ),
-    tuple(Output(name, "number", label) for name, label in METRICS.items()),
+    (
+        *(Output(name, "number", label) for name, label in METRICS.items()),
+        Output("aggregation", "string", "How the map was brought onto the reference grid"),
+        Output("class_areas", "json", "Area per class in each map, km2 (JSON)"),
+    ),
 )  # fmt: skip
 
 

@@ -141,7 +141,8 @@ EVALUATE_MODEL = Step(
     GROUP,
     "Measures a model on one or more datasets: OA, kappa, OA_u, OA_bu, OA_w, macro F1, per-class "
     "producer's and user's accuracy and F1, confusion matrices (counts and normalised), overall "
-    "and per city, beside the majority-class baseline. Split 'all' evaluates every sample, e.g. "
+    "and per city, beside the majority-class baseline, each measure with a 90% interval from a "
+    "spatial block bootstrap (whole blocks of the split resampled) and its definition. Split 'all' evaluates every sample, e.g. "
     "of a city the model never saw (cross-city transfer). Writes metrics.json, confusion PNGs and "
     "report.html into the output folder.",
     (
@@ -155,6 +156,15 @@ EVALUATE_MODEL = Step(
             "city", "string", "Cities", "comma-separated names to keep (default: all)",
             optional=True,
         ),
+        Param(
+            "bootstrap_draws", "int", "Bootstrap draws",
+            "draws of the spatial block bootstrap giving a 90% interval of every measure; 0: none",
+            default=1000, minimum=0, maximum=100_000, advanced=True,
+        ),
+        Param(
+            "seed", "int", "Random seed", "of the bootstrap draws (same seed, same intervals)",
+            default=0, minimum=0, advanced=True,
+        ),
         Param("batch_size", "int", "Batch size", default=256, minimum=1, maximum=65_536, advanced=True),
         DEVICE,
         Param("output", "output_folder", "Report folder"),
@@ -162,6 +172,8 @@ EVALUATE_MODEL = Step(
     (
         Output("report", "html", "Report"),
         Output("metrics_json", "file", "Metrics (JSON)"),
+        Output("bootstrap_png", "file", "Bootstrap box plots"),
+        Output("intervals", "json", "90% intervals of the measures (JSON)"),
         Output("majority_baseline_oa", "number", "Majority-class baseline OA"),
         *(Output(name, "number", label) for name, label in METRICS.items()),
     ),
