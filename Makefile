@@ -48,7 +48,7 @@ package: dist/lcz_qgis-$(VERSION).zip
 dist/lcz_qgis-$(VERSION).zip: $(shell git ls-files core lcz_qgis metadata.txt)
 	rm -rf build/package && mkdir -p build/package dist
 	cp -rL lcz_qgis build/package/lcz_qgis
-	cp metadata.txt README.md build/package/lcz_qgis/
+	cp metadata.txt README.md LICENSE build/package/lcz_qgis/
 	find build/package -name '__pycache__' -prune -exec rm -rf {} +
 	rm -f $@ && cd build/package && python3 -m zipfile -c ../../$@ lcz_qgis
 	@echo "plugin zip: $@"
