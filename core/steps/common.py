@@ -31,7 +31,7 @@ EMBEDDINGS = (
 )  # fmt: skip
 EXTENT = (
     Param(
-        "extent", "extent", "Extent", "xmin,ymin,xmax,ymax (default: the whole input)",
+        "extent", "extent", "Extent", "default: the whole input",
         optional=True, group="Extent",
     ),
     Param(

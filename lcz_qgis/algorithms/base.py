@@ -128,9 +128,8 @@ def help_html(step):
             else ""
         )
         choices = f" One of: {html.escape(', '.join(param.choices))}." if param.choices else ""
-        rows.append(
-            f"<li><b>{html.escape(label(param))}</b>: {html.escape(param.help)}{choices}{default}</li>"
-        )
+        text = html.escape(param.help.rstrip(".") + ".") if param.help else ""
+        rows.append(f"<li><b>{html.escape(label(param))}</b>: {text}{choices}{default}</li>")
     return f"<p>{html.escape(step.help)}</p><ul>{''.join(rows)}</ul>"
 
 

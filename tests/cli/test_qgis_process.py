@@ -218,3 +218,22 @@ def test_segmentation_chain_from_the_command_line(repo_env, demo_city, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     with rasterio.open(tmp_path / "lcz.tif") as src:
         assert src.res == (10.0, 10.0) and src.read(1).max() > 0
+
+
+@pytest.mark.parametrize("step_name", ["predict", "sample-patches", "train-patch-classifier"])
+def test_qgis_process_help_matches_the_command_line_help(repo_env, step_name):
+    import html
+
+    from lcz_core.steps import STEP_BY_NAME
+
+    step = STEP_BY_NAME[step_name]
+    shown = html.unescape(_qgis_process(repo_env, "help", "lcz:" + step.algorithm_id).stdout)
+    cli = subprocess.run(
+        [str(REPO / ".venv/bin/python"), "-m", "lcz_core", step.name, "--help"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "10000"}, check=True,
+    ).stdout  # fmt: skip
+    assert step.help in shown and step.help in cli
+    for param in step.params:
+        if param.default is not None and not param.inherit_from:
+            assert f"Default: {param.describe_default()}." in shown
+            assert f"(default: {param.describe_default()})" in cli
