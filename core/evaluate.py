@@ -18,7 +18,7 @@ import numpy as np
 
 from .datasets import SPLIT_CODES, open_dataset
 from .errors import LczError
-from .lcz import CLASS_BY_CODE
+from .lcz import CLASS_BY_CODE, code_from_text
 from .metrics import confusion_matrix, lcz_metrics, plot_confusion
 from .models import LczModel, load_model, pick_device
 from .outputs import write_text_atomic
@@ -126,10 +126,9 @@ def evaluate_model(
     metrics = lcz_metrics(total)
     trained_on = set(loaded.metadata.get("training_cities", []))
     class_counts = loaded.metadata.get("class_counts") or {}
-    majority = max(class_counts, key=class_counts.get) if class_counts else None
-    baseline = (
-        float(total[int(majority) - 1].sum() / total.sum()) if majority and total.sum() else None
-    )
+    # keyed by LCZ label (older models: by code); the code of the most frequent class
+    majority = code_from_text(max(class_counts, key=class_counts.get)) if class_counts else None
+    baseline = float(total[majority - 1].sum() / total.sum()) if majority and total.sum() else None
     cities_out = {
         name: {**summary(lcz_metrics(c)), "seen_in_training": name in trained_on}
         for name, c in sorted(per_city.items())
@@ -149,7 +148,7 @@ def evaluate_model(
         "datasets": [str(d) for d in datasets],
         "split": split,
         "metrics": metrics,
-        "majority_class": int(majority) if majority else None,
+        "majority_class": majority,
         "majority_baseline_oa": baseline,
         "per_city": cities_out,
         "confusion_matrix": total.tolist(),

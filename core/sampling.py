@@ -33,7 +33,7 @@ from .datasets import SPLIT_NAMES, Batch, write_dataset
 from .errors import LczError
 from .grid import Grid, make_grid, write_grid
 from .labels import RasterLabels, VectorLabels
-from .lcz import CODES
+from .lcz import CODES, LCZ_CLASSES
 from .progress import Progress, SubProgress
 from .rasters import Bounds, EmbeddingSource
 
@@ -447,7 +447,8 @@ def make_dataset(
 
 def rare_classes(class_counts: dict[str, dict[str, int]], min_count: int) -> dict[str, list[str]]:
     """Per split, the classes present anywhere in the dataset with fewer than `min_count` samples."""
-    present = sorted({c for counts in class_counts.values() for c in counts}, key=int)
+    found = {c for counts in class_counts.values() for c in counts}
+    present = [c.short for c in LCZ_CLASSES if c.short in found]
     return {
         name: [c for c in present if counts.get(c, 0) < min_count]
         for name, counts in class_counts.items()
