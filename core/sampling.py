@@ -13,8 +13,9 @@ Samples live on a grid of cells aligned to the embeddings (core/grid.py). Each c
 
 Random, blocks and stripes deal their cells, blocks or rows out by the samples they hold, so each
 split gets its fraction of the samples, not of the area; each stripe cycle holds the same number
-of samples. `block_cells` 0 sizes blocks to the extent: the largest that give each held-out
-split MIN_UNITS blocks (stripes: MIN_CYCLES cycles), at least three times the buffer's reach.
+of samples. `block_cells` 0 sizes blocks to the extent: the largest (up to MAX_BLOCK_M or five
+times the buffer's reach) that give each held-out split MIN_UNITS blocks (stripes: MIN_CYCLES
+cycles), and at least three times the buffer's reach.
 
 The buffer holds between patch footprints (cell-sized squares around the sample centres),
 whatever the label kind: of each training and val/test pair closer than `buffer_m` (at 0: only
@@ -54,6 +55,7 @@ CHECKERBOARD_SHARES = (0.5, 0.25, 0.25)
 TOLERANCE = 0.05  # realised shares further than this from the asked ones are refused
 GOOD = 0.02  # a deal this close to the asked shares is taken; otherwise smaller blocks are tried
 MIN_UNITS = 4  # blocks each held-out split gets at least where block_cells is chosen (0)
+MAX_BLOCK_M = 2000.0  # blocks chosen (0) are at most this wide or five times the buffer's reach
 MIN_CYCLES = 2  # stripe cycles over the extent where block_cells is chosen (0)
 TRIES = 4  # random layouts tried per block size
 ROUNDS = 12  # deals with adjusted shares per layout, to meet the fractions after the buffer
@@ -179,7 +181,8 @@ def assign_splits(
         sizes = [config.block_cells]
     else:
         reach = math.ceil(config.buffer_m / grid.cell_size) if config.buffer_m else 0
-        sizes = _auto_sizes(config.method, used, asked, reach)
+        widest = max(1, round(MAX_BLOCK_M / grid.cell_size), 5 * reach)
+        sizes = _auto_sizes(config.method, used, asked, reach, widest)
     best: tuple[float, SplitPlan] | None = None
     for k in sizes:
         rng = np.random.default_rng([config.seed, stream, k])
@@ -204,9 +207,12 @@ def _held_out_min(asked: Sequence[float]) -> float | None:
     return min((a for a in asked[1:] if a > 0), default=None)
 
 
-def _auto_sizes(method: str, used: np.ndarray, asked: Sequence[float], reach: int) -> list[int]:
-    """Block sizes to try, largest first: from the largest that gives each held-out split
-    MIN_UNITS blocks (stripes: MIN_CYCLES cycles) down to three times the buffer's reach."""
+def _auto_sizes(
+    method: str, used: np.ndarray, asked: Sequence[float], reach: int, widest: int
+) -> list[int]:
+    """Block sizes to try, largest first: from the largest up to `widest` that gives each
+    held-out split MIN_UNITS blocks (stripes: MIN_CYCLES cycles) down to three times the
+    buffer's reach."""
     smallest = max(1, 3 * reach)
     share = _held_out_min(asked)
     if share is None:
@@ -222,7 +228,7 @@ def _auto_sizes(method: str, used: np.ndarray, asked: Sequence[float], reach: in
         )
 
     largest = smallest
-    while largest < max(used.shape) and enough(largest + 1):
+    while largest < min(widest, max(used.shape)) and enough(largest + 1):
         largest += 1
     return list(range(largest, smallest - 1, -1))
 
