@@ -9,9 +9,12 @@ A dataset is a folder holding `manifest.json` and `data.zarr`, a zarr v3 group w
 - `centre_x`, `centre_y` float64 (N,): patch centres in the manifest CRS.
 
 manifest.json keys: format_version, kind, patch_size, pixel_size, band_count, band_names,
-embedding_source, cities, crs, seed, split_method, split_fractions, buffer_m, class_counts
-({"train": {"1": n, ...}, "val": ..., "test": ...}; pixels for tiles), created_with; written by
-sampling also city_crs, block_cells and city_grids ([left, top, cell side] of each city's grid).
+embedding_source, cities, crs, seed, split_method, split_fractions (asked: train, val, test),
+buffer_m, count, split_counts and split_shares (realised: {"train": n, "val": n, "test": n}),
+class_counts ({"train": {"1": n, ..., "A": n, ...}, "val": ..., "test": ...}, keyed by the LCZ
+labels 1-10, A-G; pixels for tiles), class_shares ({"A": {"train": s, "val": s, "test": s}}),
+created_with; sampling adds how the split was drawn and what it dropped, city_crs, block_cells
+and city_grids ([left, top, cell side] of each city's grid).
 The writer streams: samples arrive in batches and are appended, so a dataset never has to fit
 in memory. The folder is written beside its destination and renamed when complete.
 """
@@ -31,7 +34,7 @@ import numpy as np
 
 from . import __version__
 from .errors import LczError
-from .lcz import CODES
+from .lcz import CLASS_BY_CODE, CODES
 from .progress import Progress
 
 FORMAT_VERSION = 1
@@ -158,11 +161,13 @@ def write_dataset(
             "centre_y": _vector(group, "centre_y", "float64"),
         }
         counts = np.zeros((len(SPLIT_CODES), max(CODES) + 1), dtype=np.int64)
+        samples = np.zeros(len(SPLIT_CODES), dtype=np.int64)
         written = 0
         for batch in batches:
             n = _check_batch(batch, bands, size, kind)
             for name, array in arrays.items():
                 array.append(np.asarray(getattr(batch, name), dtype=array.dtype), axis=0)
+            samples += np.bincount(np.asarray(batch.split), minlength=len(SPLIT_CODES))
             for code in SPLIT_NAMES:
                 chosen = np.asarray(batch.y)[np.asarray(batch.split) == code]
                 counts[code] += np.bincount(chosen.ravel(), minlength=counts.shape[1])
@@ -176,10 +181,7 @@ def write_dataset(
             **manifest,
             "band_count": bands,
             "count": written,
-            "class_counts": {
-                name: {str(c): int(counts[code, c]) for c in CODES if counts[code, c]}
-                for code, name in SPLIT_NAMES.items()
-            },
+            **_split_summary(samples, counts),
             "created_with": f"lcz_core {__version__}",
         }
         (tmp / "manifest.json").write_text(json.dumps(complete, indent=2), encoding="utf-8")
@@ -188,6 +190,30 @@ def write_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return complete
+
+
+def _split_summary(samples: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    """Realised samples and shares per split, and class counts and shares keyed by LCZ label."""
+    total = max(int(samples.sum()), 1)
+    per_class = counts.sum(axis=0)
+    return {
+        "split_counts": {name: int(samples[code]) for code, name in SPLIT_NAMES.items()},
+        "split_shares": {
+            name: round(float(samples[code] / total), 4) for code, name in SPLIT_NAMES.items()
+        },
+        "class_counts": {
+            name: {CLASS_BY_CODE[c].short: int(counts[code, c]) for c in CODES if counts[code, c]}
+            for code, name in SPLIT_NAMES.items()
+        },
+        "class_shares": {
+            CLASS_BY_CODE[c].short: {
+                name: round(float(counts[code, c] / per_class[c]), 4)
+                for code, name in SPLIT_NAMES.items()
+            }
+            for c in CODES
+            if per_class[c]
+        },
+    }
 
 
 def _vector(group, name: str, dtype: str):

@@ -23,7 +23,7 @@ import numpy as np
 
 from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
-from .lcz import CLASS_BY_CODE
+from .lcz import CLASS_BY_CODE, code_from_text
 from .metrics import (
     MEASURE_DEFINITIONS,
     MEASURE_LABELS,
@@ -39,7 +39,6 @@ from .metrics import (
 from .models import LczModel, load_model, pick_device
 from .outputs import write_text_atomic
 from .progress import Progress, SubProgress
-from .sampling import SplitConfig
 
 SPLITS = (*SPLIT_CODES, "all")
 INTERVAL_LEVEL = 0.9
@@ -54,14 +53,20 @@ def sample_blocks(ds: PatchDataset) -> tuple[np.ndarray, int]:
     grid's upper-left corner as the split's blocks are. Datasets that do not record their grids
     (written before city_grids) get blocks of the same size counted from the CRS origin.
     """
-    k = int(ds.manifest.get("block_cells") or SplitConfig().block_cells)
+    cities = len(ds.manifest["cities"])
+    # the block size each city's split used (chosen per city when block_cells was 0)
+    used = ds.manifest.get("block_cells_used") or [ds.manifest.get("block_cells") or 4] * cities
+    sizes = np.asarray(used, dtype=np.int64)
     cell = float(ds.manifest["patch_size"]) * float(ds.manifest["pixel_size"])
-    grids = ds.manifest.get("city_grids") or [[0.0, 0.0, cell]] * len(ds.manifest["cities"])
+    grids = ds.manifest.get("city_grids") or [[0.0, 0.0, cell]] * cities
     city = ds.city[:].astype(np.int64)
     left, top, side = np.asarray(grids, dtype=np.float64)[city].T
-    row = np.floor((top - ds.centre_y[:]) / side).astype(np.int64) // k
-    col = np.floor((ds.centre_x[:] - left) / side).astype(np.int64) // k
+    k = sizes[city]
+    shift = np.asarray(ds.manifest.get("block_shifts") or [[0, 0]] * cities, dtype=np.int64)[city]
+    row = (np.floor((top - ds.centre_y[:]) / side).astype(np.int64) + shift[:, 0]) // k
+    col = (np.floor((ds.centre_x[:] - left) / side).astype(np.int64) + shift[:, 1]) // k
     _, blocks = np.unique(np.stack([city, row, col], axis=1), axis=0, return_inverse=True)
+    k = int(sizes.max())
     return blocks.ravel(), k
 
 
@@ -182,10 +187,9 @@ def evaluate_model(
     metrics = lcz_metrics(total)
     trained_on = set(loaded.metadata.get("training_cities", []))
     class_counts = loaded.metadata.get("class_counts") or {}
-    majority = max(class_counts, key=class_counts.get) if class_counts else None
-    baseline = (
-        float(total[int(majority) - 1].sum() / total.sum()) if majority and total.sum() else None
-    )
+    # keyed by LCZ label (older models: by code); the code of the most frequent class
+    majority = code_from_text(max(class_counts, key=class_counts.get)) if class_counts else None
+    baseline = float(total[majority - 1].sum() / total.sum()) if majority and total.sum() else None
     cities_out = {
         name: {**summary(lcz_metrics(c)), "seen_in_training": name in trained_on}
         for name, c in sorted(per_city.items())
@@ -237,7 +241,7 @@ def evaluate_model(
             "(block_cells x block_cells grid cells of a city), resampled with replacement",
         },
         "definitions": MEASURE_DEFINITIONS,
-        "majority_class": int(majority) if majority else None,
+        "majority_class": majority,
         "majority_baseline_oa": baseline,
         "per_city": {
             name: {**v, "intervals": city_intervals[name]} for name, v in cities_out.items()

@@ -26,7 +26,7 @@ from torch import nn
 
 from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
-from .lcz import CODES, NUM_CLASSES
+from .lcz import CLASS_BY_CODE, CODES, NUM_CLASSES
 from .metrics import confusion_matrix, lcz_metrics, summary
 from .models import (
     DEFAULT_ARCHITECTURE,
@@ -354,7 +354,9 @@ def train(
             "feature_space": manifest.get("feature_space", ""),
             "normalisation": normalisation,
             "classes": [c for c, n in zip(CODES, counts, strict=True) if n > 0],
-            "class_counts": {str(c): int(n) for c, n in zip(CODES, counts, strict=True) if n},
+            "class_counts": {
+                CLASS_BY_CODE[c].short: int(n) for c, n in zip(CODES, counts, strict=True) if n
+            },
             "patch_size": size,
             "pixel_size": manifest["pixel_size"],
             "crs": manifest.get("crs"),

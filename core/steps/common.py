@@ -91,7 +91,7 @@ SPLIT = (
     ),
     Param(
         "fractions", "string", "Train, val, test shares",
-        "three shares summing to 1 (checkerboard: always half train, a quarter val, a quarter test)",
+        "three shares summing to 1 (checkerboard: always 0.5, 0.25, 0.25; the shares are not used)",
         default="0.7,0.15,0.15", group="Split",
     ),
     Param(
@@ -99,16 +99,20 @@ SPLIT = (
         default=0, minimum=0, group="Split",
     ),
     Param(
-        "block_cells", "int", "Block or stripe size (cells)", "cells a side of a split block",
-        default=4, minimum=1, advanced=True, group="Split",
+        "block_cells", "int", "Block size or held-out stripe height (cells)",
+        "0 fits it to the extent: the largest blocks (at most 2 km) that give val and test four "
+        "blocks each, or stripes two cycles, and at least three times the buffer's reach",
+        default=0, minimum=0, advanced=True, group="Split",
     ),
     Param(
-        "buffer", "float", "Buffer between train and held-out cells (m)",
-        "held-out cells closer than this to a train cell are dropped; -1: no buffer",
+        "buffer", "float", "Buffer between train and held-out patches (m)",
+        "metres kept between training and val/test patch footprints (0: they may touch, not "
+        "overlap); of a pair closer than this the southern patch is dropped; -1: no check",
         default=0.0, minimum=-1.0, advanced=True, group="Split",
     ),
     Param(
-        "split_polygons", "vector", "Split polygons", "method 'polygons': train/val/test polygons",
+        "split_polygons", "vector", "Split polygons",
+        "method 'polygons': train/val/test polygons ('path|layername=name' for one layer of a file)",
         optional=True, group="Split",
     ),
     Param(

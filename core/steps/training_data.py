@@ -49,6 +49,8 @@ CREATE_GRID = Step(
         Output("val_cells", "number", "Validation cells"),
         Output("test_cells", "number", "Test cells"),
         Output("excluded_cells", "number", "Cells excluded by the buffer"),
+        Output("split_shares", "json", "Realised train, val, test shares (JSON)"),
+        Output("block_cells_used", "json", "Block size used (cells)"),
     ),
 )  # fmt: skip
 
@@ -119,6 +121,13 @@ SAMPLE_PATCHES = Step(
         Output("count", "number", "Samples written"),
         Output("class_counts", "json", "Samples per split and class (JSON)"),
         Output("rare_classes", "json", "Classes below the minimum count (JSON)"),
+        Output("split_counts", "json", "Realised samples per split (JSON)"),
+        Output("split_shares", "json", "Realised train, val, test shares (JSON)"),
+        Output("class_shares", "json", "Realised split shares per class (JSON)"),
+        Output("block_cells_used", "json", "Block size used per city (cells)"),
+        Output("dropped_buffer", "number", "Samples dropped by the buffer"),
+        Output("dropped_missing", "number", "Samples dropped for missing pixels"),
+        Output("dropped_min_share", "number", "Samples dropped: class share too small"),
     ),
     requires=(("embeddings", "labels"), ("cities",)),
 )  # fmt: skip

@@ -9,6 +9,7 @@ import pytest
 
 from lcz_core.datasets import SPLIT_CODES, Batch, open_dataset, write_dataset
 from lcz_core.errors import LczError
+from lcz_core.lcz import code_from_text
 
 BANDS = ["b0", "b1", "b2"]
 
@@ -61,9 +62,14 @@ def test_written_dataset_reads_back_identically(tmp_path):
     assert ds.manifest == json.loads((folder / "manifest.json").read_text())
     assert manifest["band_count"] == 3 and manifest["format_version"] == 1
     train_y = ds.y[:][ds.split[:] == SPLIT_CODES["train"]]
-    for code, n in manifest["class_counts"]["train"].items():
-        assert n == int(np.sum(train_y == int(code)))
+    for label, n in manifest["class_counts"]["train"].items():  # keyed 1-10, A-G
+        assert n == int(np.sum(train_y == code_from_text(label)))
     assert sum(sum(c.values()) for c in manifest["class_counts"].values()) == 15
+    assert manifest["split_counts"] == {"train": 6, "val": 6, "test": 3}  # splits 0, 1, 2, 0, 1
+    assert manifest["split_shares"] == {"train": 0.4, "val": 0.4, "test": 0.2}
+    for label, shares in manifest["class_shares"].items():
+        in_class = ds.y[:] == code_from_text(label)
+        assert shares["val"] == round(float(np.mean(ds.split[:][in_class] == 1)), 4)
 
 
 def test_tiles_count_labelled_pixels(tmp_path):

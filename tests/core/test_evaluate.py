@@ -81,7 +81,8 @@ def test_sample_blocks_are_the_split_blocks(dataset, demo_city, demo_extent):
     # the cells of the sampling grid, found again from the centres, in squares of 3 x 3
     grid = make_grid(open_source(demo_city.embeddings_tif), demo_extent, 32)
     row, col = grid.cell_of(ds.centre_x[:], ds.centre_y[:])
-    squares = (row // 3) * grid.cols + col // 3
+    shift_row, shift_col = ds.manifest["block_shifts"][0]
+    squares = ((row + shift_row) // 3) * grid.cols + (col + shift_col) // 3
     pairs = set(zip(blocks.tolist(), squares.tolist(), strict=True))
     assert len(pairs) == len(set(blocks.tolist())) == len(set(squares.tolist())) > 4
     split = ds.split[:]
@@ -90,7 +91,8 @@ def test_sample_blocks_are_the_split_blocks(dataset, demo_city, demo_extent):
 
 def test_datasets_without_their_grids_get_blocks_of_the_same_size(dataset):
     ds = open_dataset(dataset)
-    del ds.manifest["city_grids"], ds.manifest["block_cells"]  # as written before both
+    for key in ("city_grids", "block_cells", "block_cells_used", "block_shifts"):
+        del ds.manifest[key]  # as written before these were recorded
     blocks, k = sample_blocks(ds)
     assert k == 4  # the split's default
     side = 4 * 320.0

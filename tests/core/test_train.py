@@ -15,6 +15,7 @@ from lcz_core.datasets import open_dataset
 from lcz_core.errors import LczError
 from lcz_core.evaluate import evaluate_model
 from lcz_core.labels import open_labels
+from lcz_core.lcz import code_from_text
 from lcz_core.models import load_model, read_model_metadata
 from lcz_core.progress import Cancelled, Progress
 from lcz_core.rasters import open_source
@@ -111,7 +112,7 @@ def test_run_folder_and_model_metadata(patch_dataset, patch_run):
     assert meta["band_count"] == 64 and meta["band_names"] == manifest["band_names"]
     assert meta["embedding_source"] == manifest["embedding_source"]
     assert len(meta["normalisation"]["mean"]) == len(meta["normalisation"]["std"]) == 64
-    assert meta["classes"] == sorted(int(c) for c in manifest["class_counts"]["train"])
+    assert meta["classes"] == sorted(code_from_text(c) for c in manifest["class_counts"]["train"])
     assert meta["patch_size"] == 32 and meta["pixel_size"] == 10.0
     assert meta["training_cities"] == ["synthetica"]
     assert meta["metrics"] == patch_run["metrics"] and meta["epoch"] == patch_run["best_epoch"]
