@@ -241,10 +241,15 @@ class Step:
             resolved[param.name] = value
         missing = self.missing_requirements(resolved)
         if missing:
-            first = next(
-                (p.name for p in self.params if p.required and resolved[p.name] is None),
-                self.requires[0][0] if self.requires else self.params[0].name,
-            )
+            unset = [
+                name
+                for name in (
+                    *(p.name for p in self.params if p.required),
+                    *(n for alternative in self.requires for n in alternative),
+                )
+                if resolved[name] in (None, "", [])
+            ]
+            first = unset[0]
             raise LczError(first, missing)
         check_output_paths(self, resolved)
         return resolved
