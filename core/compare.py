@@ -42,6 +42,12 @@ def compare_lcz_maps(
     progress = progress or Progress()
     output = check_writable(output)
     with open_raster(input) as src:
+        if src.count != 1 or np.dtype(src.dtypes[0]).kind not in "iu":
+            raise LczError(
+                "input",
+                f"{input} has {src.count} band(s) of {src.dtypes[0]}; an LCZ map is one band of "
+                "integer class codes: give an LCZ map (import other rasters with Import LCZ map)",
+            )
         bounds, crs = src.bounds, src.crs
     with tempfile.TemporaryDirectory() as scratch:
         # the reference, clipped to the map and translated to 1-17, is itself a styled output

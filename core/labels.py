@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 
 from .errors import LczError
 from .lcz import LczCodingError, apply_lookup, code_from_text, resolve_lookup
-from .lczmap import read_classes
+from .lczmap import open_raster, read_classes
 from .outputs import LczRasterWriter
 from .progress import Progress
 
@@ -81,10 +81,8 @@ class RasterLabels:
         mapping: Mapping[int, int] | None = None,
         band: int = 1,
     ) -> None:
-        import rasterio
-
         self.path, self.band, self.name = Path(path), band, str(path)
-        with rasterio.open(self.path) as ds:
+        with open_raster(self.path, "labels") as ds:
             if ds.crs is None:
                 raise LczError("labels", f"{self.path} has no CRS; assign one first")
             self.crs, self.nodata = ds.crs, ds.nodata
@@ -187,15 +185,22 @@ def read_kml(path: str | os.PathLike, progress: Progress | None = None) -> Vecto
 
     path = Path(path)
     source = str(path)
-    if path.suffix.lower() == ".kmz":
-        with zipfile.ZipFile(path) as archive:
-            inner = [n for n in archive.namelist() if n.lower().endswith(".kml")]
-        if not inner:
-            raise LczError("labels", f"{path} holds no .kml document")
-        source = f"/vsizip/{path}/{inner[0]}"
+    try:
+        if path.suffix.lower() == ".kmz":
+            with zipfile.ZipFile(path) as archive:
+                inner = [n for n in archive.namelist() if n.lower().endswith(".kml")]
+            if not inner:
+                raise LczError("labels", f"{path} holds no .kml document")
+            source = f"/vsizip/{path}/{inner[0]}"
+        layers = [
+            (name, gpd.read_file(source, layer=name)) for name, _ in pyogrio.list_layers(source)
+        ]
+    except (OSError, zipfile.BadZipFile, pyogrio.errors.DataSourceError) as error:
+        raise LczError(
+            "labels", f"cannot read {path} as KML/KMZ ({error}); export it again from Google Earth"
+        ) from None
     frames, strays = [], []
-    for name, _ in pyogrio.list_layers(source):
-        frame = gpd.read_file(source, layer=name)
+    for name, frame in layers:
         frame = frame[frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])]
         if frame.empty:
             continue
