@@ -92,7 +92,8 @@ class TrainConfig:
             "device": (checks.text, {"choices": DEVICES}),
             "threads": (checks.integer, {"low": 0, "high": 4096}),
         }
-        for name, (check, limits) in rules.items():  # strict types: augment = "no" must not read as true
+        # strict types: augment = "no" must not read as true
+        for name, (check, limits) in rules.items():
             setattr(self, name, check(getattr(self, name), name, name, **limits))
         if not self.architecture:
             self.architecture = DEFAULT_ARCHITECTURE[self.task]
