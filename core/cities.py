@@ -23,16 +23,20 @@ Extents given in degrees are worked on in the city's local UTM zone (`utm_crs_fo
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rasterio.crs import CRS
 
+from . import checks
 from .errors import LczError
+from .labels import LABEL_KINDS
 from .progress import Progress
-from .rasters import Bounds, EmbeddingSource, open_source, tessera_source
+from .rasters import SOURCE_KINDS, Bounds, EmbeddingSource, open_source, tessera_source
 
 
 def utm_crs_for(lon: float, lat: float) -> str:
@@ -49,9 +53,22 @@ def utm_crs_for(lon: float, lat: float) -> str:
 
 def reproject_extent(extent: Bounds, src_crs: str | CRS, dst_crs: str | CRS) -> Bounds:
     """The box in `dst_crs` covering `extent` given in `src_crs` (edges densified)."""
+    from rasterio.errors import CRSError
     from rasterio.warp import transform_bounds
 
-    src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
+    try:
+        src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
+    except CRSError as error:
+        raise LczError(
+            "extent_crs", f"{src_crs!r} is not a CRS ({error}); e.g. EPSG:4326"
+        ) from None
+    west, south, east, north = extent
+    if src.is_geographic and not (-180 <= west and east <= 180 and -90 <= south and north <= 90):
+        raise LczError(
+            "extent",
+            f"({', '.join(f'{v:.6g}' for v in extent)}) is not lon/lat (-180 to 180, -90 to 90) "
+            f"but its CRS {src.to_string()} is geographic; give the extent's CRS",
+        )
     if src == dst:
         return tuple(float(v) for v in extent)  # type: ignore[return-value]
     return tuple(transform_bounds(src, dst, *extent, densify_pts=21))  # type: ignore[return-value]
@@ -83,7 +100,12 @@ class City:
         if self.boundary is not None:
             import geopandas as gpd
 
-            frame = gpd.read_file(self.boundary)
+            try:
+                frame = gpd.read_file(self.boundary)
+            except Exception as error:  # pyogrio raises DataSourceError and friends
+                raise LczError(
+                    "cities", f"city {self.name}: cannot read boundary {self.boundary}: {error}"
+                ) from None
             if frame.crs is None:
                 raise LczError("cities", f"{self.boundary} has no CRS; city {self.name}")
             return tuple(frame.to_crs(CRS.from_user_input(crs).to_wkt()).total_bounds)  # type: ignore[return-value]
@@ -146,23 +168,75 @@ def _pick(table: dict[str, dict[str, Any]], name: str | None, what: str) -> dict
     return table[name]
 
 
+EMBEDDING_KEYS = ("kind", "path", "array", "dequantise", "version")
+EMBEDDING_KINDS = (*SOURCE_KINDS, "tessera")
+LABEL_KEYS = tuple(sorted(LABEL_SETTINGS))
+CITY_KEYS = ("year", "extent", "extent_crs", "boundary", "embeddings", "labels")
+
+
+def _sources(
+    entry: dict[str, Any], key: str, where: str, keys: tuple[str, ...], kinds: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """The checked [cities.<name>.<key>.<source>] tables of a catalogue entry."""
+    sources = checks.table(entry.get(key, {}), "cities", f"{where}.{key}")
+    for name, settings in sources.items():
+        at = f"{where}.{key}.{name}"
+        checks.known_keys(checks.table(settings, "cities", at), "cities", at, keys, ("path",))
+        checks.text(settings["path"], "cities", f"{at}.path")
+        checks.text(settings.get("kind", "auto"), "cities", f"{at}.kind", kinds)
+        for option in set(settings) - {"kind", "path"}:
+            value, what = settings[option], f"{at}.{option}"
+            if option == "epsg":
+                checks.integer(value, "cities", what, 1024, 32767)
+            elif option == "label_band":
+                checks.integer(value, "cities", what, 1, checks.MAX_BANDS)
+            elif option == "label_nodata":
+                checks.number(value, "cities", what)
+            elif option == "mapping" and isinstance(value, dict):
+                checks.table(value, "cities", what)  # {"42": "G", ...}
+            else:
+                checks.text(value, "cities", what)
+    return sources
+
+
+def _check_extent(extent: Any, extent_crs: Any, where: str) -> Bounds:
+    """An extent of four finite numbers in a known CRS that PROJ can place on the Earth."""
+    box = checks.extent(extent, "cities", f"{where}.extent")
+    checks.text(extent_crs, "cities", f"{where}.extent_crs")
+    unplaceable = f"{where}.extent {box} cannot be placed on the Earth from {extent_crs}"
+    try:
+        lonlat = reproject_extent(box, extent_crs, "EPSG:4326")
+    except LczError as error:
+        raise LczError("cities", f"{where}.{error.parameter}: {error.message}") from None
+    except Exception as error:  # PROJ failing on the numbers
+        raise LczError("cities", f"{unplaceable} ({error})") from None
+    if not all(math.isfinite(v) for v in lonlat):
+        raise LczError("cities", f"{unplaceable}; give xmin, ymin, xmax, ymax in extent_crs")
+    return box
+
+
 def load_catalogue(path: str | os.PathLike) -> dict[str, City]:
-    """Read a TOML city catalogue: {name: City}, paths resolved against the file's folder."""
+    """Read a TOML city catalogue: {name: City}, paths resolved against the file's folder.
+
+    Every key is checked (type, range, known name) before anything is opened or sized by it."""
     import tomllib  # Python 3.11+; the rest of the core runs on 3.10
 
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise LczError("cities", f"cannot read catalogue {path}: {error}") from None
     base = path.parent
     cities = {}
-    for name, entry in data.get("cities", {}).items():
-        extent = entry.get("extent")
-        if extent is not None and (
-            len(extent) != 4 or extent[0] >= extent[2] or extent[1] >= extent[3]
-        ):
-            raise LczError("cities", f"city {name}: extent must be [xmin, ymin, xmax, ymax]")
+    checks.known_keys(data, "cities", str(path), ("cities",))
+    for name, entry in checks.table(data.get("cities", {}), "cities", f"{path}: cities").items():
+        where = f"{path}: cities.{name}"
+        checks.known_keys(checks.table(entry, "cities", where), "cities", where, CITY_KEYS)
+        if "year" in entry:
+            checks.integer(entry["year"], "cities", f"{where}.year", 1900, 2100)
+        if "boundary" in entry:
+            checks.text(entry["boundary"], "cities", f"{where}.boundary")
+        extent, extent_crs = entry.get("extent"), entry.get("extent_crs", "EPSG:4326")
 
         def resolve(sources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             return {k: {**v, "path": str(base / v["path"])} for k, v in sources.items()}
@@ -170,12 +244,27 @@ def load_catalogue(path: str | os.PathLike) -> dict[str, City]:
         cities[name] = City(
             name=name,
             year=entry.get("year"),
-            extent=tuple(float(v) for v in extent) if extent else None,
-            extent_crs=entry.get("extent_crs", "EPSG:4326"),
+            extent=None if extent is None else _check_extent(extent, extent_crs, where),
+            extent_crs=extent_crs,
             boundary=base / entry["boundary"] if "boundary" in entry else None,
-            embeddings=resolve(entry.get("embeddings", {})),
-            labels=resolve(entry.get("labels", {})),
+            embeddings=resolve(
+                _sources(entry, "embeddings", where, EMBEDDING_KEYS, EMBEDDING_KINDS)
+            ),
+            labels=resolve(_sources(entry, "labels", where, LABEL_KEYS, LABEL_KINDS)),
         )
     if not cities:
         raise LczError("cities", f"{path} names no cities; add [cities.<name>] tables")
     return cities
+
+
+def pick_cities(catalogue: dict[str, City], names: Sequence[str] | None = None) -> list[City]:
+    """The catalogue's cities called `names` (all of them when None or empty)."""
+    names = [n.strip() for n in names or () if n.strip()] or list(catalogue)
+    unknown = [n for n in names if n not in catalogue]
+    if unknown:
+        raise LczError(
+            "city",
+            f"the catalogue has no city {', '.join(map(repr, unknown))}; it has "
+            f"{', '.join(catalogue)}",
+        )
+    return [catalogue[n] for n in names]

@@ -87,6 +87,12 @@ def compare_lcz_maps(
     if agreement_output:
         agreement_output = check_writable(agreement_output, "agreement_output")
     with open_raster(input) as src:
+        if src.count != 1 or np.dtype(src.dtypes[0]).kind not in "iu":
+            raise LczError(
+                "input",
+                f"{input} has {src.count} band(s) of {src.dtypes[0]}; an LCZ map is one band of "
+                "integer class codes: give an LCZ map (import other rasters with Import LCZ map)",
+            )
         bounds, crs = src.bounds, src.crs
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         # the reference, clipped to the map and translated to 1-17, is itself a styled output

@@ -16,15 +16,15 @@ labels 1-10, A-G; pixels for tiles), class_shares ({"A": {"train": s, "val": s, 
 created_with; sampling adds how the split was drawn and what it dropped, city_crs, block_cells
 and city_grids ([left, top, cell side] of each city's grid).
 The writer streams: samples arrive in batches and are appended, so a dataset never has to fit
-in memory. The folder is written beside its destination and renamed when complete.
+in memory. The dataset is written in a hidden folder beside its destination and moved in when
+complete; writing into an existing dataset folder replaces its data.zarr and manifest.json only.
+Reading checks every manifest field that sizes or names data before anything is allocated.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, checks
 from .errors import LczError
 from .lcz import CLASS_BY_CODE, CODES
+from .outputs import atomic_folder
 from .progress import Progress
 
 FORMAT_VERSION = 1
@@ -54,6 +55,8 @@ REQUIRED_KEYS = (
     "split_fractions",
     "buffer_m",
 )
+REBUILD = "rebuild the dataset (sample patches)"
+ARRAYS = ("x", "y", "split", "city", "centre_x", "centre_y")
 # About 4 MB of x per chunk: large enough to read fast, small enough for random batches.
 CHUNK_BYTES = 4 * 2**20
 
@@ -77,23 +80,29 @@ class PatchDataset:
         import zarr
 
         self.folder = Path(folder)
-        manifest_path = self.folder / "manifest.json"
-        if not manifest_path.is_file():
-            raise LczError("dataset", f"{self.folder} has no manifest.json; give a dataset folder")
-        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if self.manifest.get("format_version") != FORMAT_VERSION:
+        self.manifest = read_manifest(self.folder)
+        try:
+            group = zarr.open_group(str(self.folder / "data.zarr"), mode="r")
+            arrays = {name: group[name] for name in ARRAYS}
+        except Exception as error:  # zarr raises several types for a missing or broken store
             raise LczError(
-                "dataset",
-                f"{self.folder} has format_version {self.manifest.get('format_version')}, "
-                f"this version of lcz_core reads {FORMAT_VERSION}; rebuild the dataset",
-            )
-        group = zarr.open_group(str(self.folder / "data.zarr"), mode="r")
-        self.x = group["x"]
-        self.y = group["y"]
-        self.split = group["split"]
-        self.city = group["city"]
-        self.centre_x = group["centre_x"]
-        self.centre_y = group["centre_y"]
+                "dataset", f"cannot read {self.folder / 'data.zarr'} ({error}); {REBUILD}"
+            ) from None
+        self.x, self.y, self.split, self.city, self.centre_x, self.centre_y = arrays.values()
+        size, bands, n = self.manifest["patch_size"], self.manifest["band_count"], self.y.shape[0]
+        y_tail = () if self.kind == "patches" else (size, size)
+        expected = {
+            "x": (n, bands, size, size),
+            "y": (n, *y_tail),
+            **{name: (n,) for name in ARRAYS[2:]},
+        }
+        for name, shape in expected.items():
+            if tuple(arrays[name].shape) != shape:
+                raise LczError(
+                    "dataset",
+                    f"{self.folder}: array {name} has shape {tuple(arrays[name].shape)}, its "
+                    f"manifest says {shape}; {REBUILD}",
+                )
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -108,6 +117,54 @@ class PatchDataset:
         if split_name not in SPLIT_CODES:
             raise LczError("split", f"unknown split {split_name!r}; use train, val or test")
         return np.flatnonzero(self.split[:] == SPLIT_CODES[split_name]).astype(np.int64)
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a dataset folder, every field that sizes or names data checked."""
+    folder = Path(folder)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise LczError("dataset", f"{folder} has no manifest.json; give a dataset folder")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise LczError("dataset", f"cannot read {path}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise LczError("dataset", f"{path} is not valid JSON ({error}); {REBUILD}") from None
+    if not isinstance(manifest, dict):
+        raise LczError("dataset", f"{path} is not a dataset manifest (a JSON object); {REBUILD}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise LczError(
+            "dataset",
+            f"{folder} has format_version {manifest.get('format_version')}, "
+            f"this version of lcz_core reads {FORMAT_VERSION}; rebuild the dataset",
+        )
+    missing = [k for k in (*REQUIRED_KEYS, "band_count") if k not in manifest]
+    if missing:
+        raise LczError("dataset", f"{path} lacks {', '.join(missing)}; {REBUILD}")
+
+    def field(key: str) -> str:
+        return f"{path}: {key}"
+
+    try:
+        checks.text(manifest["kind"], "dataset", field("kind"), KINDS)
+        for key, high in (("patch_size", checks.MAX_PATCH_SIZE), ("band_count", checks.MAX_BANDS)):
+            checks.integer(manifest[key], "dataset", field(key), 1, high)
+        checks.number(manifest["pixel_size"], "dataset", field("pixel_size"), positive=True)
+        names = checks.items(
+            manifest["band_names"], "dataset", field("band_names"), manifest["band_count"]
+        )
+        cities = checks.items(manifest["cities"], "dataset", field("cities"))
+        for key, values in (("band_names", names), ("cities", cities)):
+            for value in values:
+                checks.text(value, "dataset", f"{field(key)} item")
+        for key in ("embedding_source", "crs", "feature_space"):
+            checks.text(manifest.get(key, ""), "dataset", field(key))
+        if not cities:
+            raise LczError("dataset", f"{field('cities')} is empty")
+    except LczError as error:
+        raise LczError("dataset", f"{error.message}; {REBUILD}") from None
+    return manifest
 
 
 def open_dataset(folder: str | os.PathLike) -> PatchDataset:
@@ -138,8 +195,7 @@ def write_dataset(
         raise ValueError(f"dataset kind must be one of {KINDS}, got {kind!r}")
     bands = len(manifest["band_names"])
     folder = _check_destination(Path(folder))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
-    try:
+    with atomic_folder(folder, ("data.zarr", "manifest.json")) as tmp:
         group = zarr.open_group(str(tmp / "data.zarr"), mode="w")
         per_sample = bands * size * size * 4
         chunk = max(1, CHUNK_BYTES // per_sample)
@@ -176,6 +232,12 @@ def write_dataset(
                 progress.report(100.0 * written / expected, f"wrote {written} samples")
             else:
                 progress.check()
+        if not written:
+            raise LczError(
+                "embeddings",
+                "no sample was kept: every patch lacked embedding values (NaN, nodata or all-zero "
+                "vectors); check that the embeddings hold data where the labels are",
+            )
         complete = {
             "format_version": FORMAT_VERSION,
             **manifest,
@@ -185,10 +247,6 @@ def write_dataset(
             "created_with": f"lcz_core {__version__}",
         }
         (tmp / "manifest.json").write_text(json.dumps(complete, indent=2), encoding="utf-8")
-        _replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return complete
 
 
@@ -242,19 +300,13 @@ def _check_destination(folder: Path) -> Path:
         raise LczError(parameter, f"folder {folder.parent} does not exist; create it first")
     if folder.is_file():
         raise LczError(parameter, f"{folder} is a file; give a folder name for the dataset")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / "manifest.json").is_file():
-        raise LczError(
-            parameter, f"{folder} is a non-empty folder that is not a dataset; choose another"
-        )
+    if folder.is_dir() and any(folder.iterdir()):
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = None
+        if not isinstance(manifest, dict) or not {"format_version", "kind"} <= set(manifest):
+            raise LczError(
+                parameter, f"{folder} is a non-empty folder that is not a dataset; choose another"
+            )
     return folder
-
-
-def _replace_folder(tmp: Path, folder: Path) -> None:
-    """Move the finished `tmp` to `folder`, replacing an earlier dataset there."""
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, folder)

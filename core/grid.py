@@ -92,6 +92,8 @@ def make_grid(source: EmbeddingSource, extent: Bounds | None = None, cell_px: in
             f"{tuple(round(v, 2) for v in source.bounds)} ({source.crs.to_string()}); "
             "choose an extent over the data or check its CRS",
         )
+    # clipped to the data: cells beyond it hold nothing, and a huge extent would size huge arrays
+    left, bottom, right, top = max(left, sl), max(bottom, sb), min(right, sr), min(top, st)
     res = source.res
     # snap outward to whole pixels of the source so every cell is a plain window
     col0 = math.floor((left - source.transform.c) / res + 1e-6)

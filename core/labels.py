@@ -260,15 +260,22 @@ def read_kml(path: str | os.PathLike, progress: Progress | None = None) -> Vecto
 
     path = Path(path)
     source = str(path)
-    if path.suffix.lower() == ".kmz":
-        with zipfile.ZipFile(path) as archive:
-            inner = [n for n in archive.namelist() if n.lower().endswith(".kml")]
-        if not inner:
-            raise LczError("labels", f"{path} holds no .kml document")
-        source = f"/vsizip/{path}/{inner[0]}"
+    try:
+        if path.suffix.lower() == ".kmz":
+            with zipfile.ZipFile(path) as archive:
+                inner = [n for n in archive.namelist() if n.lower().endswith(".kml")]
+            if not inner:
+                raise LczError("labels", f"{path} holds no .kml document")
+            source = f"/vsizip/{path}/{inner[0]}"
+        layers = [
+            (name, gpd.read_file(source, layer=name)) for name, _ in pyogrio.list_layers(source)
+        ]
+    except (OSError, zipfile.BadZipFile, pyogrio.errors.DataSourceError) as error:
+        raise LczError(
+            "labels", f"cannot read {path} as KML/KMZ ({error}); export it again from Google Earth"
+        ) from None
     frames, strays = [], []
-    for name, _ in pyogrio.list_layers(source):
-        frame = gpd.read_file(source, layer=name)
+    for name, frame in layers:
         frame = frame[frame.geometry.notna() & frame.geom_type.isin(["Polygon", "MultiPolygon"])]
         if frame.empty:
             continue

@@ -82,6 +82,7 @@ def _warped(src, target_crs: str | None, resolution: float | None) -> Iterator[A
 
 def clip_window(dataset, extent, extent_crs: str | None):
     """The window of `dataset` covered by `extent` (xmin, ymin, xmax, ymax in `extent_crs`)."""
+    from rasterio.errors import WindowError
     from rasterio.warp import transform_bounds
     from rasterio.windows import Window, from_bounds
 
@@ -104,7 +105,10 @@ def clip_window(dataset, extent, extent_crs: str | None):
             "choose an extent inside the data",
         )
     window = from_bounds(*extent, transform=dataset.transform).round_offsets().round_lengths()
-    window = window.intersection(full)
+    try:
+        window = window.intersection(full)
+    except WindowError:  # rounded to no pixel at all
+        window = Window(0, 0, 0, 0)
     if window.width < 1 or window.height < 1:
         raise LczError("extent", "the extent covers less than one pixel of the raster; enlarge it")
     return window

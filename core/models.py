@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checks
 from .errors import LczError
 from .lcz import CODES, NUM_CLASSES
 from .outputs import atomic_path
@@ -26,7 +27,20 @@ MODEL_FORMAT_VERSION = 1
 METADATA_KEY = "lcz_model"
 TASKS = ("patch", "segmentation")
 STEMS = ("1x1", "3x3")
+DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_ARCHITECTURE = {"patch": "resnet10t", "segmentation": "unet"}
+REQUIRED_METADATA = (
+    "task",
+    "architecture",
+    "band_count",
+    "band_names",
+    "embedding_source",
+    "normalisation",
+    "classes",
+    "patch_size",
+    "pixel_size",
+)
+DAMAGED = "the model file is damaged or was not written by lcz_core: retrain the model"
 
 
 def _stem(in_chans: int, out_chans: int, stem: str) -> nn.Conv2d:
@@ -131,9 +145,20 @@ def create_model(metadata: dict[str, Any]) -> nn.Module:
     raise LczError("task", f"unknown task {task!r}; use one of {', '.join(TASKS)}")
 
 
+def working_bytes(metadata: dict[str, Any], batch: int, side: int, training: bool = False) -> int:
+    """Rough peak memory of the network over `batch` inputs of side x side pixels: the inputs,
+    their normalised copy and the activations (kept for the backward pass when `training`).
+
+    The activations per pixel and unit of width were measured on a CPU (resnet10t: 4 in
+    inference, 25 in training; the U-Net: 10 and 35)."""
+    per_width = {"patch": (4, 25), "segmentation": (10, 35)}[metadata["task"]][training]
+    floats = 2 * int(metadata["band_count"]) + per_width * (metadata.get("width") or 64)
+    return 4 * batch * side * side * floats
+
+
 def pick_device(name: str) -> torch.device:
     """'auto' (a GPU when present, else the CPU), 'cpu' or 'cuda'."""
-    if name not in ("auto", "cpu", "cuda"):
+    if name not in DEVICES:
         raise LczError("device", f"unknown device {name!r}; use auto, cpu or cuda")
     if name == "cuda" and not torch.cuda.is_available():
         raise LczError("device", "cuda was asked for but no GPU is available; use auto or cpu")
@@ -202,6 +227,7 @@ class LczModel:
         self, x: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu"
     ) -> tuple[np.ndarray, np.ndarray]:
         """LCZ codes (uint8) and confidence (float32, the top probability) of raw embeddings."""
+        checks.integer(batch_size, "batch_size", "batch_size", 1)
         codes, confidence = [], []
         for start in range(0, len(x), batch_size):
             top, index = self.probabilities(x[start : start + batch_size], device).max(dim=1)
@@ -233,8 +259,12 @@ def read_model_metadata(path: str | os.PathLike, parameter: str = "model") -> di
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise LczError(parameter, f"{path} is a folder; give the model file (.safetensors) in it")
+    if not path.exists():
         raise LczError(parameter, f"model file {path} does not exist")
+    if not os.access(path, os.R_OK):
+        raise LczError(parameter, f"cannot read {path}: permission denied")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -242,21 +272,104 @@ def read_model_metadata(path: str | os.PathLike, parameter: str = "model") -> di
         raise LczError(parameter, f"{path} is not a model file (safetensors): {error}") from None
     if METADATA_KEY not in header:
         raise LczError(parameter, f"{path} is a safetensors file but not an LCZ model")
-    metadata = json.loads(header[METADATA_KEY])
+    try:
+        metadata = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise LczError(
+            parameter, f"{path}: its metadata is not valid JSON ({error}); {DAMAGED}"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise LczError(parameter, f"{path}: its metadata is not a JSON object; {DAMAGED}")
     if metadata.get("format_version") != MODEL_FORMAT_VERSION:
         raise LczError(
             parameter,
             f"{path} has model format version {metadata.get('format_version')}; this lcz_core "
             f"reads version {MODEL_FORMAT_VERSION}: retrain the model",
         )
+    return check_metadata(metadata, str(path), parameter)
+
+
+def check_metadata(
+    metadata: dict[str, Any], where: str, parameter: str = "model"
+) -> dict[str, Any]:
+    """Refuse model metadata with a field missing, of the wrong type or out of range."""
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise LczError(parameter, f"{where}: its metadata lacks {', '.join(missing)}; {DAMAGED}")
+
+    def field(key: str) -> str:
+        return f"{where}: metadata {key}"
+
+    try:
+        checks.text(metadata["task"], parameter, field("task"), TASKS)
+        checks.text(metadata["architecture"], parameter, field("architecture"))
+        checks.text(metadata.get("stem", "1x1"), parameter, field("stem"), STEMS)
+        if metadata.get("width") is not None:
+            checks.integer(metadata["width"], parameter, field("width"), 1, checks.MAX_WIDTH)
+        checks.integer(metadata.get("depth", 3), parameter, field("depth"), 1, 6)
+        bands = checks.integer(
+            metadata["band_count"], parameter, field("band_count"), 1, checks.MAX_BANDS
+        )
+        for name in checks.items(metadata["band_names"], parameter, field("band_names"), bands):
+            checks.text(name, parameter, f"{field('band_names')} item")
+        for key in ("embedding_source", "feature_space"):
+            checks.text(metadata.get(key, ""), parameter, field(key))
+        normalisation = checks.table(metadata["normalisation"], parameter, field("normalisation"))
+        for key in ("mean", "std"):
+            values = normalisation.get(key)
+            for value in checks.items(values, parameter, field(f"normalisation {key}"), bands):
+                checks.number(
+                    value, parameter, field(f"normalisation {key} item"), positive=key == "std"
+                )
+        classes = checks.items(metadata["classes"], parameter, field("classes"))
+        for code in classes:
+            checks.integer(code, parameter, field("classes item"), 1, NUM_CLASSES)
+        if not classes or len(set(classes)) != len(classes):
+            raise LczError(
+                parameter, f"{field('classes')} is {classes}, expected distinct LCZ codes 1-17"
+            )
+        checks.integer(
+            metadata["patch_size"], parameter, field("patch_size"), 1, checks.MAX_PATCH_SIZE
+        )
+        checks.number(metadata["pixel_size"], parameter, field("pixel_size"), positive=True)
+    except LczError as error:
+        raise LczError(parameter, f"{error.message}; {DAMAGED}") from None
     return metadata
 
 
 def load_model(path: str | os.PathLike, parameter: str = "model") -> LczModel:
-    """Load a model file (weights and metadata) for inference on the CPU."""
+    """Load a model file (weights and metadata) for inference on the CPU.
+
+    The network its metadata describes is first built without memory (on torch's meta device)
+    and its shapes compared with the stored weights, so a metadata field cannot make it huge."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     metadata = read_model_metadata(path, parameter)
+    try:
+        with torch.device("meta"):
+            network = create_model(metadata)
+    except LczError as error:  # e.g. an architecture this timm lacks
+        raise LczError(parameter, f"{path}: {error.message}") from None
+    described = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    with safe_open(str(path), framework="pt") as f:
+        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    differ = sorted(
+        k for k in described.keys() | stored.keys() if stored.get(k) != described.get(k)
+    )
+    if differ:
+        raise LczError(
+            parameter,
+            f"{path}: {len(differ)} stored tensors do not match the network its metadata "
+            f"describes (e.g. {differ[0]}: stored {stored.get(differ[0], 'none')}, described "
+            f"{described.get(differ[0], 'none')}); {DAMAGED}",
+        )
+    checks.check_memory(
+        2 * Path(path).stat().st_size,
+        parameter,
+        f"loading {path}",
+        "close other programs or use a smaller model",
+    )
     network = create_model(metadata)
     network.load_state_dict(load_file(str(path)))
     network.eval()

@@ -8,9 +8,13 @@ with a paletted renderer whose legend lists only the classes present.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
-import tempfile
-from collections.abc import Iterator
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -44,22 +48,126 @@ def check_writable(path: str | os.PathLike, parameter: str = "output") -> Path:
     return path
 
 
+# A partial output is named `.<name>.partial-<pid>-<token><suffix>`: the pid tells a later run
+# whether its maker is still writing it or died (a hard kill leaves it behind).
+PARTIAL = re.compile(r"\.(?P<stem>.+)\.partial-(?P<pid>\d+)-[0-9a-f]+(?P<rest>.*)")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` is running (on Windows, without sending it anything)."""
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() != 87  # ERROR_INVALID_PARAMETER: no such process
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Remove the partial files and folders of output `path` whose maker process is gone."""
+    path = Path(path)
+    removed = []
+    for entry in path.parent.glob(f".{glob.escape(path.stem)}.partial-*"):
+        match = PARTIAL.fullmatch(entry.name)
+        if (
+            match is None
+            or match["stem"] != path.stem
+            or not match["rest"].startswith(path.suffix)
+            or _pid_alive(int(match["pid"]))
+        ):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:  # not ours to remove after all (permissions): leave it
+            continue
+        removed.append(entry)
+    return removed
+
+
+def _partial(path: Path, folder: bool, parameter: str) -> Path:
+    """Create an empty partial file or folder beside `path`, with the user's umask."""
+    while True:
+        tmp = path.with_name(
+            f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(4)}{path.suffix}"
+        )
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise LczError(parameter, f"cannot write beside {path}: {error}") from None
+        return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, parameter: str = "output") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."""
     path = check_writable(path, parameter)
+    remove_stale_partials(path)
     # the suffix stays last so that drivers which look at it (GPKG, zarr) are content
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.partial-", suffix=path.suffix, dir=path.parent
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _partial(path, False, parameter)
+    created = tmp.stat().st_mode & 0o777  # what the user's umask gives a new file
     try:
         yield tmp
+        if tmp.stat().st_mode & 0o777 != created:  # a writer that made its own file (0600)
+            os.chmod(tmp, created)
         os.replace(tmp, path)
     finally:
         for leftover in (tmp, Path(f"{tmp}.aux.xml")):
             leftover.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(
+    folder: str | os.PathLike, names: Sequence[str], parameter: str = "output"
+) -> Iterator[Path]:
+    """Yield a temporary folder beside `folder` to write the entries `names` into.
+
+    Only if the block succeeds do they move into `folder` (created if absent), replacing the
+    entries of those names there and nothing else: other files in `folder` stay. Old entries
+    are moved out before the new ones move in, in the order of `names`, so a reader never sees
+    a new last entry (e.g. a manifest) beside old others.
+    """
+    folder = Path(folder)
+    if not folder.parent.is_dir():
+        raise LczError(parameter, f"folder {folder.parent} does not exist; create it first")
+    if folder.exists() and not folder.is_dir():
+        raise LczError(parameter, f"{folder} is a file; give a folder name")
+    remove_stale_partials(folder)
+    tmp = _partial(folder, True, parameter)
+    try:
+        yield tmp
+        if not folder.exists():
+            os.replace(tmp, folder)
+            return
+        written = [name for name in names if os.path.lexists(tmp / name)]
+        for name in written:  # the old entries go into the partial folder, removed below
+            if os.path.lexists(folder / name):
+                os.replace(folder / name, tmp / f"old-{name}")
+        for name in written:
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def lcz_colormap() -> dict[int, tuple[int, int, int, int]]:

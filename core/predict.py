@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from . import checks
 from .cities import reproject_extent
 from .errors import LczError
 from .lcz import CLASS_BY_CODE
-from .models import LczModel, load_model, pick_device
+from .models import LczModel, load_model, pick_device, working_bytes
 from .outputs import LczRasterWriter, atomic_path
 from .progress import Progress
 from .rasters import EmbeddingSource, crop_to_extent, open_source
@@ -62,6 +63,22 @@ def check_source(model: LczModel, source: EmbeddingSource, progress: Progress) -
             f"band names differ from the model's ({', '.join(named[:3])}... vs "
             f"{', '.join(meta['band_names'][:3])}...): check the band order"
         )
+
+
+def _check_memory(meta: dict, bands: int, stride: int, block: int, batch_size: int) -> None:
+    """Refuse a prediction whose window and batch would not fit in memory."""
+    if meta["task"] == "patch":
+        side = (block - 1) * stride + int(meta["patch_size"])
+        needed = 4 * bands * side**2 + working_bytes(meta, batch_size, int(meta["patch_size"]))
+        parameter, fix = "batch_size", "give a smaller batch_size"
+        what = f"predicting windows of {side} x {side} pixels in batches of {batch_size}"
+    else:
+        multiple = 2 ** int(meta.get("depth", 3))
+        side = math.ceil((block + 2 * SEGMENTATION_MARGIN) / multiple) * multiple
+        needed = 4 * bands * side**2 + working_bytes(meta, 1, side)
+        parameter, fix = "model", "predict with a smaller model or on a machine with more memory"
+        what = f"predicting windows of {side} x {side} pixels"
+    checks.check_memory(needed, parameter, what, fix)
 
 
 def _patch_block(
@@ -134,6 +151,11 @@ def predict_raster(
 ) -> dict[str, Any]:
     """Map LCZ over an embedding raster (or its `extent`); write the LCZ and confidence GeoTIFFs."""
     progress = progress or Progress()
+    checks.integer(batch_size, "batch_size", "batch_size", 1)
+    if stride is not None:
+        checks.integer(stride, "stride", "stride", 1)
+    if extent is not None:
+        extent = checks.extent(extent, "extent", "extent")
     loaded = load_model(model)
     meta = loaded.metadata
     output = Path(output)
@@ -157,6 +179,7 @@ def predict_raster(
             block = max(1, 256 // stride)
         else:
             stride, block = 1, SEGMENTATION_BLOCK
+        _check_memory(meta, source.count, stride, block, batch_size)
         if extent is not None:
             if extent_crs:
                 extent = reproject_extent(extent, extent_crs, source.crs)
@@ -184,6 +207,12 @@ def predict_raster(
             window = Window(cols.start, rows.start, len(cols), len(rows))
             writer.write(codes, window=window)
             conf_dataset.write(conf, 1, window=window)
+        if not writer.codes_present:  # raised inside the block: no all-nodata map is left
+            raise LczError(
+                "embeddings",
+                f"{source.name} has no valid pixel in the mapped area (all NaN, nodata or "
+                "all-zero vectors): the map would be empty; check the embeddings and the extent",
+            )
         counts = {CLASS_BY_CODE[c].short: int(writer.counts[c]) for c in writer.codes_present}
         nodata = int(writer.counts[0])
     progress.report(100, "done")

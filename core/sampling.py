@@ -41,6 +41,7 @@ import numpy as np
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
+from . import checks
 from .datasets import SPLIT_CODES, SPLIT_NAMES, Batch, write_dataset
 from .errors import LczError
 from .grid import Grid, make_grid, write_grid
@@ -722,6 +723,7 @@ def make_dataset(
     if not cities:
         raise LczError("embeddings", "give at least one city")
     size = patch_size or (32 if kind == "patches" else 64)
+    checks.integer(size, "patch_size", "patch_size", 2, checks.MAX_PATCH_SIZE)
     min_share = (0.5 if kind == "patches" else 0.05) if min_share is None else min_share
     first = cities[0].source
     for city in cities[1:]:
@@ -737,6 +739,10 @@ def make_dataset(
                 "embeddings",
                 f"{city.name} has bands {city.source.band_names[:3]}..., {cities[0].name} {first.band_names[:3]}...; use one embedding source for all cities",
             )
+    what = f"reading batches of {batch_size} patches of {first.count} bands x {size} x {size} px"
+    checks.check_memory(
+        8 * batch_size * first.count * size**2, "patch_size", what, "give a smaller patch_size"
+    )
     dropped = dict.fromkeys(("min_share", "outside", "no_split", "buffer", "missing"), 0)
     sampled, grids, plans = [], [], []
     for index, city in enumerate(cities):

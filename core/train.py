@@ -2,8 +2,10 @@
 
 `train` fits a patch classifier (patch datasets) or a U-Net (tile datasets) and writes a run folder:
 `experiment.toml` (everything the run needs; training from it again reproduces the run),
-`log.csv` (one row per epoch), `curves.png` and `model.safetensors` (the best epoch so far, written
-after every improvement, so a cancelled run leaves the last good checkpoint).
+`log.csv` (one row per epoch), `curves.png` and `model.safetensors` (the best epoch). The run is
+built in a hidden folder beside its destination and moves in only when complete: a cancelled or
+failed run leaves nothing, and an earlier run in the folder stays until a new one replaces it
+(which only `overwrite` allows).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checks
 from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
 from .lcz import CLASS_BY_CODE, CODES, NUM_CLASSES
 from .metrics import confusion_matrix, lcz_metrics, summary
 from .models import (
     DEFAULT_ARCHITECTURE,
+    DEVICES,
     STEMS,
     LczModel,
     create_model,
@@ -37,8 +41,9 @@ from .models import (
     pick_device,
     prepare_inputs,
     save_model,
+    working_bytes,
 )
-from .outputs import write_text_atomic
+from .outputs import atomic_folder, write_text_atomic
 from .progress import Progress, SubProgress
 from .steps.modelling import TRAINING_OPTIONS
 
@@ -46,6 +51,7 @@ TRAIN_COMMANDS = {"patch": "train-patch-classifier", "segmentation": "train-segm
 CLASS_WEIGHTINGS = {"none": 0.0, "sqrt": 0.5, "balanced": 1.0}
 # the defaults of the options a user sets live in the training steps' spec
 OPTION_DEFAULTS = {p.name: p.default for p in TRAINING_OPTIONS}
+EVALUATION_BATCH = 256
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_oa", "val_macro_f1", "lr", "seconds")
 
 
@@ -70,25 +76,29 @@ class TrainConfig:
     threads: int = OPTION_DEFAULTS["threads"]  # 0 = torch's default
 
     def __post_init__(self) -> None:
+        architectures = tuple(DEFAULT_ARCHITECTURE)
+        rules = {
+            "task": (checks.text, {"choices": architectures}),
+            "architecture": (checks.text, {}),
+            "width": (checks.integer, {"low": 4, "high": checks.MAX_WIDTH}),
+            "stem": (checks.text, {"choices": STEMS}),
+            "epochs": (checks.integer, {"low": 1, "high": 100_000}),
+            "batch_size": (checks.integer, {"low": 2}),
+            "learning_rate": (checks.number, {"positive": True}),
+            "weight_decay": (checks.number, {"low": 0}),
+            "warmup_epochs": (checks.number, {"low": 0}),
+            "patience": (checks.integer, {"low": 1}),
+            "class_weighting": (checks.text, {"choices": tuple(CLASS_WEIGHTINGS)}),
+            "augment": (checks.flag, {}),
+            "seed": (checks.integer, {"low": 0, "high": 2**64 - 1}),
+            "device": (checks.text, {"choices": DEVICES}),
+            "threads": (checks.integer, {"low": 0, "high": 4096}),
+        }
+        # strict types: augment = "no" must not read as true
+        for name, (check, limits) in rules.items():
+            setattr(self, name, check(getattr(self, name), name, name, **limits))
         if not self.architecture:
-            self.architecture = DEFAULT_ARCHITECTURE.get(self.task, "")
-        checks = [
-            ("task", self.task in DEFAULT_ARCHITECTURE, "use patch or segmentation"),
-            ("stem", self.stem in STEMS, f"use one of {', '.join(STEMS)}"),
-            ("epochs", self.epochs >= 1, "give at least 1"),
-            ("batch_size", self.batch_size >= 2, "give at least 2"),
-            ("learning_rate", self.learning_rate > 0, "give a positive number"),
-            ("patience", self.patience >= 1, "give at least 1"),
-            ("width", self.width >= 4, "give at least 4"),
-            (
-                "class_weighting",
-                self.class_weighting in CLASS_WEIGHTINGS,
-                f"use one of {', '.join(CLASS_WEIGHTINGS)}",
-            ),
-        ]
-        for name, ok, fix in checks:
-            if not ok:
-                raise LczError(name, f"{getattr(self, name)!r} is not valid; {fix}")
+            self.architecture = DEFAULT_ARCHITECTURE[self.task]
 
 
 def read_experiment(path: str | os.PathLike) -> tuple[Path, Path, TrainConfig]:
@@ -96,20 +106,22 @@ def read_experiment(path: str | os.PathLike) -> tuple[Path, Path, TrainConfig]:
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise LczError("experiment", f"cannot read {path}: {error}") from None
-    for key in ("dataset", "output"):
-        if key not in data:
-            raise LczError("experiment", f"{path} lacks the top-level key {key!r}")
     known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(data.get("train", {})) - known)
-    if unknown:
-        raise LczError(
-            "experiment",
-            f"{path}: unknown [train] keys {', '.join(unknown)}; known: {sorted(known)}",
-        )
+    checks.known_keys(
+        data, "experiment", str(path), ("dataset", "output", "train"), ("dataset", "output")
+    )
+    for key in ("dataset", "output"):
+        checks.text(data[key], "experiment", f"{path}: {key}")
+    settings = checks.table(data.get("train", {}), "experiment", f"{path}: [train]")
+    checks.known_keys(settings, "experiment", f"{path}: [train]", sorted(known))
+    try:
+        config = TrainConfig(**settings)
+    except LczError as error:
+        raise LczError("experiment", f"{path}: [train] {error.message}") from None
     base = path.resolve().parent  # relative paths are relative to the experiment file
-    return base / data["dataset"], base / data["output"], TrainConfig(**data.get("train", {}))
+    return base / data["dataset"], base / data["output"], config
 
 
 def experiment_toml(
@@ -135,10 +147,12 @@ def experiment_toml(
     return "\n".join(lines) + "\n"
 
 
-def train_experiment(path: str | os.PathLike, progress: Progress | None = None) -> dict[str, Any]:
+def train_experiment(
+    path: str | os.PathLike, progress: Progress | None = None, *, overwrite: bool = False
+) -> dict[str, Any]:
     """Run the experiment a TOML file describes."""
     dataset, output, config = read_experiment(path)
-    return train(dataset, output, config, progress)
+    return train(dataset, output, config, progress, overwrite=overwrite)
 
 
 @contextlib.contextmanager
@@ -166,8 +180,11 @@ class Split:
     city: np.ndarray
 
 
-def load_splits(dataset: PatchDataset, progress: Progress) -> tuple[dict[str, Split], dict]:
-    """Read train, val and test into memory block by block; per-band mean/std of train."""
+def load_splits(
+    dataset: PatchDataset, progress: Progress
+) -> tuple[dict[str, Split], dict, np.ndarray]:
+    """Read train, val and test into memory block by block; per-band mean/std of train and the
+    number of valid (finite) training values per band."""
     split = dataset.split[:]
     n = len(split)
     block = max(1, int(dataset.x.chunks[0]))
@@ -206,13 +223,20 @@ def load_splits(dataset: PatchDataset, progress: Progress) -> tuple[dict[str, Sp
         total += np.nansum(train, axis=(0, 2, 3))
         squares += np.nansum(train**2, axis=(0, 2, 3))
         count += np.isfinite(train).sum(axis=(0, 2, 3))
+    if not count.any():
+        raise LczError(
+            "dataset",
+            f"{dataset.folder}: the training samples hold no embedding value (all NaN); "
+            "rebuild the dataset from embeddings that hold data",
+        )
     mean = total / np.maximum(count, 1)
     std = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0))
     std = np.where(std > 1e-8, std, 1.0)  # a constant band stays 0 after normalising
-    return splits, {
+    normalisation = {
         "mean": mean.astype(np.float32).tolist(),
         "std": std.astype(np.float32).tolist(),
     }
+    return splits, normalisation, count
 
 
 def class_weights(y: np.ndarray, weighting: str) -> tuple[np.ndarray, np.ndarray]:
@@ -297,15 +321,79 @@ def plot_curves(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     return save_png(fig, path, dpi=100)
 
 
+RUN_FILES = {
+    "experiment": "experiment.toml",
+    "log": "log.csv",
+    "curves": "curves.png",
+    "model": "model.safetensors",
+}
+
+
+def _check_run_folder(run: Path, overwrite: bool) -> Path:
+    """Refuse a run folder that is a file, or that holds files unless `overwrite` is set."""
+    checks.flag(overwrite, "overwrite", "overwrite")
+    if run.exists() and not run.is_dir():
+        raise LczError("output", f"{run} is a file; give a folder for the run")
+    if run.is_dir() and any(run.iterdir()) and not overwrite:
+        held = [name for name in RUN_FILES.values() if (run / name).exists()]
+        raise LczError(
+            "output",
+            f"{run} already holds {'a run (' + ', '.join(held) + ')' if held else 'files'}; "
+            "choose a new folder, or set overwrite to replace "
+            f"{', '.join(RUN_FILES.values())} there once the new run completes (other files stay)",
+        )
+    return run
+
+
+def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
+    """Refuse labels outside 1-17 (0 = unlabelled in tiles) and city indices past the manifest's."""
+    lowest = 1 if data.kind == "patches" else 0
+    cities = len(data.manifest["cities"])
+    for name, part in splits.items():
+        if part.y.min() < lowest or part.y.max() > NUM_CLASSES:
+            raise LczError(
+                "dataset",
+                f"{data.folder}: {name} labels span {part.y.min()}-{part.y.max()}, "
+                f"expected {lowest}-{NUM_CLASSES}; rebuild the dataset (sample patches)",
+            )
+        if part.city.max() >= cities:
+            raise LczError(
+                "dataset",
+                f"{data.folder}: {name} samples name city {part.city.max()} of {cities}; "
+                "rebuild the dataset (sample patches)",
+            )
+
+
+def _check_training_memory(data: PatchDataset, config: TrainConfig) -> None:
+    """Refuse a run whose in-memory dataset and batches would not fit in memory."""
+    n, bands, size = len(data), int(data.x.shape[1]), int(data.x.shape[2])
+    label_bytes = 1 if data.kind == "patches" else size * size
+    network = {"task": config.task, "band_count": bands, "width": config.width}
+    needed = n * (4 * bands * size * size + label_bytes + 2) + max(
+        working_bytes(network, config.batch_size, size, training=True),
+        working_bytes(network, EVALUATION_BATCH, size),
+    )
+    checks.check_memory(
+        needed,
+        "dataset",
+        f"training holds the dataset in memory ({n} samples of {bands} bands x {size} x {size} "
+        f"px) and runs batches of {config.batch_size}",
+        "sample a smaller dataset (a smaller extent or fewer cities), or lower batch_size or width",
+    )
+
+
 def train(
     dataset: str | os.PathLike,
     output: str | os.PathLike,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train a model on a dataset folder; write the run folder `output`; return its outputs."""
     config = config or TrainConfig()
     progress = progress or Progress()
+    run = _check_run_folder(Path(output), overwrite)
     data = open_dataset(dataset)
     expected_kind = "patches" if config.task == "patch" else "tiles"
     if data.kind != expected_kind:
@@ -316,22 +404,20 @@ def train(
     size = int(data.manifest["patch_size"])
     if config.task == "segmentation" and size % 8:
         raise LczError("dataset", f"tiles of {size} px; the U-Net needs a multiple of 8")
-    run = Path(output)
-    if not run.parent.is_dir():
-        raise LczError("output", f"folder {run.parent} does not exist; create it first")
-    run.mkdir(exist_ok=True)
-    paths = {
-        "experiment": run / "experiment.toml",
-        "log": run / "log.csv",
-        "curves": run / "curves.png",
-        "model": run / "model.safetensors",
-    }
-    write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
-    for stale in ("log", "curves", "model"):  # an earlier run's files would pass for this run's
-        paths[stale].unlink(missing_ok=True)
+    _check_training_memory(data, config)
 
-    with _deterministic(config):
-        splits, normalisation = load_splits(data, SubProgress(progress, 0, 5))
+    with atomic_folder(run, tuple(RUN_FILES.values())) as tmp, _deterministic(config):
+        paths = {key: tmp / name for key, name in RUN_FILES.items()}
+        write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
+        splits, normalisation, valid = load_splits(data, SubProgress(progress, 0, 5))
+        _check_data(data, splits)
+        warnings = []
+        if not valid.all():
+            empty = [n for n, v in zip(data.manifest["band_names"], valid, strict=True) if not v]
+            warnings.append(
+                f"bands {', '.join(empty)} hold no value in the training samples: the model "
+                "ignores them; check the embeddings"
+            )
         mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
         for part in splits.values():  # normalised once, block by block, in place
             for start in range(0, len(part.x), 1024):
@@ -413,7 +499,9 @@ def train(
                     f"epoch {epoch}/{config.epochs} batch {step + 1}/{steps_per_epoch} "
                     f"loss {loss.item():.3f}",
                 )
-            val_loss, val_metrics = _evaluate(model, splits["val"], loss_fn, 256, device)
+            val_loss, val_metrics = _evaluate(
+                model, splits["val"], loss_fn, EVALUATION_BATCH, device
+            )
             rows.append(
                 {
                     "epoch": epoch,
@@ -425,7 +513,6 @@ def train(
                     "seconds": round(time.perf_counter() - started, 2),
                 }
             )
-            _write_log(paths["log"], rows)
             progress.log(
                 f"epoch {epoch}: train loss {rows[-1]['train_loss']}, val loss "
                 f"{rows[-1]['val_loss']}, val OA {rows[-1]['val_oa']}, "
@@ -438,8 +525,6 @@ def train(
                     "state": {k: v.detach().clone() for k, v in network.state_dict().items()},
                     "metrics": {"val": summary(val_metrics)},
                 }
-                metadata.update(epoch=epoch, metrics=best["metrics"])
-                save_model(paths["model"], network, metadata)
             elif epoch - best["epoch"] >= config.patience:
                 progress.log(f"early stop: no better validation loss since epoch {best['epoch']}")
                 break
@@ -450,16 +535,22 @@ def train(
         metrics = dict(best["metrics"])
         if "test" in splits:
             progress.report(96, "test split")
-            metrics["test"] = summary(_evaluate(model, splits["test"], loss_fn, 256, device)[1])
+            metrics["test"] = summary(
+                _evaluate(model, splits["test"], loss_fn, EVALUATION_BATCH, device)[1]
+            )
         metadata.update(epoch=best["epoch"], metrics=metrics)
         save_model(paths["model"], network, metadata)
+        _write_log(paths["log"], rows)
         plot_curves(rows, paths["curves"])
+        for warning in warnings:
+            progress.log(f"warning: {warning}")
         progress.report(100, "done")
     return {
-        **{k: str(v) for k, v in paths.items()},
+        **{key: str(run / name) for key, name in RUN_FILES.items()},
         "run_folder": str(run),
         "epochs_run": len(rows),
         "best_epoch": best["epoch"],
         "device": str(device),
         "metrics": metrics,
+        "warnings": warnings,
     }

@@ -25,8 +25,8 @@ WORKER_PYTHON_ENV = "LCZ_QGIS_PYTHON"
 USER_VENV = Path.home() / ".local" / "share" / "lcz_qgis" / "venv"
 TERMINATE_GRACE_S = 10
 CANCELLED = (
-    "Cancelled by the user: no partial output was left (a training run keeps its last good "
-    "checkpoint)."
+    "Cancelled by the user: no partial output was left, and earlier results in the output "
+    "folders are untouched."
 )
 
 

@@ -17,7 +17,7 @@ qgis plugins enable lcz_qgis > /dev/null || true  # exits 1 when already enabled
 d=$demo_dir
 run lcz:samplepatches -- EMBEDDINGS="$d/synthetic_embeddings.tif" LABELS="$d/synthetic_lcz_labels_10m.tif" \
     OUTPUT="$d/dataset" GRID_OUTPUT="$d/sampled_cells.gpkg"
-run lcz:trainpatchclassifier -- DATASET="$d/dataset" EPOCHS=15 OUTPUT="$d/run"
+run lcz:trainpatchclassifier -- DATASET="$d/dataset" EPOCHS=15 OVERWRITE=true OUTPUT="$d/run"
 run lcz:evaluatemodel -- MODEL="$d/run/model.safetensors" DATASET="$d/dataset" OUTPUT="$d/evaluation"
 run lcz:predictlczmap -- MODEL="$d/run/model.safetensors" EMBEDDINGS="$d/synthetic_embeddings.tif" \
     OUTPUT="$d/predicted_lcz.tif" CONFIDENCE="$d/predicted_confidence.tif"

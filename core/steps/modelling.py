@@ -31,7 +31,7 @@ TRAINING_OPTIONS = (
         "a timm ResNet name for the patch classifier (default resnet10t); unet for segmentation",
         None, optional=True, advanced=True,
     ),
-    _option("width", "int", "Channels of the first stage", "", 16, minimum=4, maximum=256, advanced=True),
+    _option("width", "int", "Channels of the first stage", "", 16, minimum=4, maximum=512, advanced=True),
     _option("stem", "enum", "First convolution (stride 1)", "", "1x1", choices=STEMS, advanced=True),
     _option("epochs", "int", "Maximum epochs", "", 30, minimum=1, maximum=10_000),
     _option("batch_size", "int", "Batch size", "samples per batch", 64, minimum=2, maximum=65_536, advanced=True),
@@ -72,6 +72,12 @@ def training_step(name: str, title: str, help: str, dataset_label: str) -> Step:
             ),
             *TRAINING_OPTIONS,
             Param(
+                "overwrite", "bool", "Replace an existing run in the run folder",
+                "without it a run folder that already holds files is refused; with it the new run "
+                "replaces experiment.toml, log.csv, curves.png and model.safetensors once complete",
+                default=False,
+            ),
+            Param(
                 "output", "output_folder", "Run folder",
                 "config, log, curves and model; required without an experiment file",
                 optional=True,
@@ -82,6 +88,7 @@ def training_step(name: str, title: str, help: str, dataset_label: str) -> Step:
             Output("metrics", "json", "Validation and test metrics (JSON)"),
             Output("test_oa", "number", "Test overall accuracy"),
             Output("best_epoch", "number", "Best epoch"),
+            Output("warnings", "json", "Warnings (JSON)"),
         ),
         requires=(("dataset", "output"), ("experiment",)),
     )  # fmt: skip
@@ -94,7 +101,9 @@ TRAIN_PATCH_CLASSIFIER = training_step(
     "patches into LCZ classes: AdamW with warm-up and cosine decay, class weighting, flip and "
     "rot90 augmentation, early stopping on the validation loss, seeded and deterministic on a "
     "CPU. Writes a run folder: experiment.toml (reruns the run), log.csv, curves.png and "
-    "model.safetensors (weights plus metadata; loading it executes no code).",
+    "model.safetensors (weights plus metadata; loading it executes no code). The run is built "
+    "aside and moves in when complete: a cancelled run leaves nothing and an earlier run stays "
+    "unless Replace is ticked.",
     "Dataset folder (patches)",
 )
 TRAIN_SEGMENTATION = training_step(
@@ -121,7 +130,7 @@ def _train(task: str, values: dict[str, Any], progress: Any) -> dict[str, Any]:
         dataset, output = dataset or file_dataset, output or file_output
     settings.update({k: v for k, v in options.items() if v is not None})
     config = TrainConfig(task=task, **{k: v for k, v in settings.items() if v is not None})
-    result = train(dataset, output, config, progress)
+    result = train(dataset, output, config, progress, overwrite=values["overwrite"])
     return {**result, "test_oa": result["metrics"].get("test", {}).get("oa")}
 
 

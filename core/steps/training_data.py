@@ -139,7 +139,7 @@ CATALOGUE_LABEL_SETTINGS = ("class_field", "mapping", "layer", "epsg", "label_ba
 
 def catalogue_cities(values: dict[str, Any], progress: Progress) -> list:
     """The cities of the catalogue named by the values, each with its embeddings and labels."""
-    from ..cities import load_catalogue
+    from ..cities import load_catalogue, pick_cities
     from ..sampling import CityInput
 
     for name in CATALOGUE_LABEL_SETTINGS:
@@ -150,15 +150,8 @@ def catalogue_cities(values: dict[str, Any], progress: Progress) -> list:
                 "[cities.<name>.labels.<source>] table, or sample without a catalogue",
             )
     catalogue = load_catalogue(values["cities"])
-    names = [n.strip() for n in values["city"].split(",")] if values["city"] else list(catalogue)
-    unknown = [n for n in names if n not in catalogue]
-    if unknown:
-        raise LczError(
-            "city", f"{', '.join(unknown)} not in the catalogue; it has {', '.join(catalogue)}"
-        )
     cities = []
-    for name in names:
-        city = catalogue[name]
+    for city in pick_cities(catalogue, (values["city"] or "").split(",")):
         source = city.open_embeddings()
         labels = city.open_labels(progress=progress)
         cities.append(CityInput(city.name, source, labels, city.extent_in(source.crs)))

@@ -244,8 +244,10 @@ class_fields = "code"
 """,
         encoding="utf-8",
     )
+    with pytest.raises(LczError, match="unknown keys class_fields; known: class_field,"):
+        load_catalogue(tmp_path / "cities.toml")
+    text = (tmp_path / "cities.toml").read_text(encoding="utf-8")
+    (tmp_path / "cities.toml").write_text(text.replace("class_fields", "class_field"))
     catalogue = load_catalogue(tmp_path / "cities.toml")
     labels = catalogue["a"].open_labels()
     assert labels.frame["lcz"].tolist() == [11]
-    with pytest.raises(LczError, match="unknown settings class_fields; use class_field,"):
-        catalogue["b"].open_labels()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,18 +133,22 @@ class CancelAt(Progress):
             self.cancel()
 
 
-def test_cancel_leaves_the_last_good_checkpoint(patch_dataset, tmp_path):
+def test_cancel_leaves_nothing_and_keeps_the_earlier_run(patch_dataset, patch_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    before = {}
+    for key in ("experiment", "log", "curves", "model"):  # an earlier run in the folder
+        target = run / Path(patch_run[key]).name
+        target.write_bytes(Path(patch_run[key]).read_bytes())
+        before[target.name] = target.read_bytes()
     config = TrainConfig(epochs=5, batch_size=16, patience=5)
     with pytest.raises(Cancelled):
-        train(patch_dataset, tmp_path / "run", config, CancelAt("epoch 2/5 batch 3/"))
-    model = load_model(tmp_path / "run" / "model.safetensors")
-    assert model.metadata["epoch"] == 1 and "val" in model.metadata["metrics"]
-    x = open_dataset(patch_dataset).x[:4]
-    codes, _ = model.predict(np.asarray(x))
-    assert set(codes.tolist()) <= set(model.metadata["classes"])
-    with open(tmp_path / "run" / "log.csv", newline="") as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
-    assert not list((tmp_path / "run").glob(".*partial*"))
+        train(patch_dataset, run, config, CancelAt("epoch 2/5 batch 3/"), overwrite=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert not list(tmp_path.glob(".*partial*"))
+    with pytest.raises(Cancelled):  # a new folder: nothing appears, not even experiment.toml
+        train(patch_dataset, tmp_path / "new", config, CancelAt("epoch 1/5 batch 2/"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_class_weights():
@@ -188,7 +193,7 @@ def test_bad_settings_name_their_parameter(patch_dataset, tile_dataset, tmp_path
         train(tile_dataset, tmp_path / "x", TrainConfig(task="patch"))
     toml = tmp_path / "bad.toml"
     toml.write_text('dataset = "d"\noutput = "o"\n[train]\nepochz = 3\n')
-    with pytest.raises(LczError, match="unknown \\[train\\] keys epochz") as error:
+    with pytest.raises(LczError, match="\\[train\\]: unknown keys epochz") as error:
         train_experiment(toml)
     assert error.value.parameter == "experiment"
 
