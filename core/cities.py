@@ -9,8 +9,9 @@ A catalogue is a TOML file; paths are relative to it:
     # boundary = "berlin.gpkg"                  # or a polygon layer (any vector format)
 
     [cities.berlin.embeddings.s2]
-    kind = "geotiff"                            # geotiff | zarr | aef | tessera
-    path = "Berlin_S2.tif"
+    kind = "geotiff"                            # any kind of rasters.SOURCE_KINDS
+    path = "Berlin_S2.tif"                      # or an https:// or s3:// URL
+    # variant = "1.1-dclimate"                  # TESSERA: when the data does not say
 
     [cities.berlin.labels.wudapt]
     kind = "polygons"                           # polygons | kml | so2sat | raster
@@ -30,7 +31,8 @@ from typing import Any
 from rasterio.crs import CRS
 
 from .errors import LczError
-from .rasters import Bounds, EmbeddingSource, open_source, tessera_source
+from .rasters import Bounds, EmbeddingSource, open_source
+from .remote import is_url
 
 
 def utm_crs_for(lon: float, lat: float) -> str:
@@ -91,13 +93,12 @@ class City:
         """Open the embedding source called `name` (the only one when None)."""
         settings = _pick(self.embeddings, name, f"city {self.name} embeddings")
         options = {k: v for k, v in settings.items() if k not in ("kind", "path")}
-        if settings.get("kind") == "tessera":
-            if self.year is None:
-                raise LczError("cities", f"city {self.name}: TESSERA embeddings need a year")
-            bounds = self.extent_in("EPSG:4326")
-            return tessera_source(
-                settings["path"], self.year, bounds, version=options.get("version", "v1.1")
-            )
+        if "version" in options:  # the name older catalogues give the TESSERA variant
+            options["variant"] = options.pop("version")
+        # the global products (TESSERA, AlphaEarth index) read the city's extent and year
+        options.setdefault("year", self.year)
+        if self.extent is not None or self.boundary is not None:
+            options.update(extent=self.extent_in("EPSG:4326"), extent_crs="EPSG:4326")
         return open_source(settings["path"], settings.get("kind", "auto"), "cities", **options)
 
     def label_settings(self, name: str | None = None) -> dict[str, Any]:
@@ -134,7 +135,10 @@ def load_catalogue(path: str | os.PathLike) -> dict[str, City]:
             raise LczError("cities", f"city {name}: extent must be [xmin, ymin, xmax, ymax]")
 
         def resolve(sources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-            return {k: {**v, "path": str(base / v["path"])} for k, v in sources.items()}
+            return {
+                k: {**v, "path": v["path"] if is_url(v["path"]) else str(base / v["path"])}
+                for k, v in sources.items()
+            }
 
         cities[name] = City(
             name=name,
