@@ -13,8 +13,9 @@ grid across files and UTM zones, dequantised by the chosen rule.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import LczError
@@ -24,6 +25,7 @@ from .rasters import (
     EmbeddingSource,
     MosaicSource,
     city_grid,
+    grid_lonlat,
     overlaps_grid,
 )
 from .remote import is_url, join, parent, read_bytes
@@ -37,12 +39,19 @@ def read_index(index: str | os.PathLike, parameter: str = "embeddings"):
     import geopandas as gpd
 
     name = str(index)
-    source = io.BytesIO(read_bytes(name, parameter)) if is_url(name) else Path(index)
     try:
-        if name.endswith(".parquet"):
-            frame = gpd.read_parquet(source)
-        else:
-            frame = gpd.read_file(source)
+        with contextlib.ExitStack() as stack:
+            source = Path(index)
+            if is_url(name):  # fetched whole: an index is small beside the files it lists
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                source = folder / name.rsplit("/", 1)[-1]
+                source.write_bytes(read_bytes(name, parameter))
+            if name.endswith(".parquet"):
+                frame = gpd.read_parquet(source)
+            else:
+                frame = gpd.read_file(source)
+    except LczError:
+        raise
     except ImportError as error:
         raise LczError(
             parameter,
@@ -82,14 +91,13 @@ def aef_index_source(
 ) -> MosaicSource:
     """The AlphaEarth files of `year` covering `extent`, read onto the city grid (see
     `rasters.city_grid`) and stitched across files and UTM zones (nearest)."""
-    from .cities import reproject_extent
-
     frame = read_index(index, parameter)
     years = sorted(int(y) for y in frame["year"].unique())
     if year is None or int(year) not in years:
         given = "give the year" if year is None else f"{year} is not in {index}"
         raise LczError("year", f"{given}; the index lists {years}")
-    west, south, east, north = reproject_extent(extent, extent_crs, "EPSG:4326")
+    grid = city_grid(extent, extent_crs, crs)
+    west, south, east, north = grid_lonlat(grid)  # the margin too
     fw, fs, fe, fn = _footprints(frame)
     hits = frame[
         (frame["year"].astype(int).to_numpy() == int(year))
@@ -101,7 +109,6 @@ def aef_index_source(
     if hits.empty:
         box = tuple(round(v, 4) for v in (west, south, east, north))
         raise LczError("extent", f"no AlphaEarth file of {year} in {index} covers lon/lat {box}")
-    grid = city_grid(extent, extent_crs, crs)
     files: list[EmbeddingSource] = []
     for path in hits["path"]:
         location = file_location(index, str(path))

@@ -339,6 +339,17 @@ def city_grid(
     return target, Affine(res, 0, x0, 0, -res, y0), width, height
 
 
+def grid_lonlat(grid: Grid) -> Bounds:
+    """(west, south, east, north) in degrees of a grid's footprint (margin included)."""
+    from rasterio.warp import transform_bounds
+
+    crs, transform, width, height = grid
+    right, bottom = transform * (width, height)
+    return transform_bounds(
+        crs, "EPSG:4326", transform.c, bottom, right, transform.f, densify_pts=21
+    )
+
+
 def overlaps_grid(source: EmbeddingSource, grid: Grid) -> bool:
     """True if the footprint of `source` meets the grid's."""
     from rasterio.warp import transform_bounds

@@ -37,6 +37,7 @@ from .rasters import (
     GeoTiffSource,
     MosaicSource,
     city_grid,
+    grid_lonlat,
     north_up,
     overlaps_grid,
 )
@@ -273,11 +274,10 @@ def tessera_tiles_source(
 ) -> MosaicSource:
     """The geotessera tiles (either layout, local or at a URL) covering `extent`, read onto the
     city grid (see `rasters.city_grid`) for `year`."""
-    from .cities import reproject_extent
-
     if year is None:
         raise LczError("year", "give the year of the TESSERA embeddings to read, e.g. 2024")
-    lonlat = reproject_extent(extent, extent_crs, "EPSG:4326")
+    grid = city_grid(extent, extent_crs, crs)
+    lonlat = grid_lonlat(grid)  # the margin too
     found = _sidecar_feature_space(root, parameter=parameter)
     located = []
     for name in tessera_tile_names(lonlat):
@@ -313,7 +313,6 @@ def tessera_tiles_source(
     spaces = {t.feature_space for t in tiles}
     if len(spaces) > 1:
         raise LczError(parameter, f"{root} mixes TESSERA feature spaces {sorted(spaces)}")
-    grid = city_grid(extent, extent_crs, crs)
     mosaic = MosaicSource(_aligned_first(tiles, grid[0]), f"tessera {year} {root}", grid=grid)
     mosaic.default_extent_crs = "EPSG:4326"
     return mosaic
@@ -485,15 +484,13 @@ def tessera_store_source(
 ) -> MosaicSource:
     """The zone groups of a TESSERA zarr store (local or at a URL) covering `extent`, one year,
     read onto the city grid (see `rasters.city_grid`); only the chunks read are fetched."""
-    from .cities import reproject_extent
-
     root = _open_group(location, parameter)
     found = _described_feature_space(dict(root.attrs)) or _sidecar_feature_space(
         location, parent(location), parameter=parameter
     )
     space = _feature_space(found, variant, str(location))
-    lonlat = reproject_extent(extent, extent_crs, "EPSG:4326")
     grid = city_grid(extent, extent_crs, crs)
+    lonlat = grid_lonlat(grid)
     groups = []
     for name in _zone_candidates(lonlat):
         try:

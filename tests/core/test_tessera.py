@@ -10,6 +10,7 @@ import pytest
 import rasterio
 import zarr
 from affine import Affine
+from product_world import BANDS, expected_on, sample_world, zone_grid
 from pyproj import Transformer
 from rasterio.windows import Window
 
@@ -23,32 +24,7 @@ from lcz_core.tessera import (
     tessera_feature_space,
 )
 
-BANDS = 16
 LONDON = (-0.02, 51.49, 0.02, 51.51)  # straddles the zone 30 / 31 border at 0 degrees
-
-
-def world(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """(BANDS, ...) vectors that differ from pixel to pixel, a function of the place only."""
-    k = np.arange(BANDS).reshape(-1, *([1] * np.ndim(lon)))
-    return (np.sin(lon * 7.3e4 + k) + np.cos(lat * 5.1e4 - 2 * k)).astype(np.float32)
-
-
-def zone_grid(crs: str, lonlat_box, res: float = 10.0) -> tuple[Affine, int, int]:
-    """A 10 m grid (on whole multiples of 10 m) in `crs` covering a lon/lat box."""
-    from rasterio.warp import transform_bounds
-
-    left, bottom, right, top = transform_bounds("EPSG:4326", crs, *lonlat_box, densify_pts=21)
-    x0, y0 = np.floor(left / res) * res, np.ceil(top / res) * res
-    width, height = int(np.ceil((right - x0) / res)), int(np.ceil((y0 - bottom) / res))
-    return Affine(res, 0, x0, 0, -res, y0), width, height
-
-
-def sample_world(crs: str, transform: Affine, width: int, height: int) -> np.ndarray:
-    """The world's vectors at the pixel centres of a grid."""
-    cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    x, y = transform.c + cols * transform.a, transform.f + rows * transform.e
-    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
-    return world(lon, lat)
 
 
 def write_zone(store, crs, lonlat_box, years=(2024,), layout="utm", **options):
@@ -72,21 +48,6 @@ def stored_values(store, group: str, t: int = 0) -> np.ndarray:
     scales = np.asarray(root[group]["scales"][t])
     ok = np.isfinite(scales) & (scales > 0) & (scales < 1)
     return emb.astype(np.float32) * np.where(ok, scales, np.nan)
-
-
-def expected_on(source, crs: str, transform: Affine, values: np.ndarray) -> np.ndarray:
-    """`values` on `transform` (in `crs`) sampled at the source grid's pixel centres (nearest,
-    every centre projected exactly); NaN outside."""
-    cols, rows = np.meshgrid(np.arange(source.width) + 0.5, np.arange(source.height) + 0.5)
-    x = source.transform.c + cols * source.transform.a
-    y = source.transform.f + rows * source.transform.e
-    px, py = Transformer.from_crs(source.crs, crs, always_xy=True).transform(x, y)
-    c = np.floor((px - transform.c) / transform.a).astype(int)
-    r = np.floor((py - transform.f) / transform.e).astype(int)
-    inside = (r >= 0) & (r < values.shape[1]) & (c >= 0) & (c < values.shape[2])
-    out = np.full((values.shape[0], *r.shape), np.nan, np.float32)
-    out[:, inside] = values[:, r[inside], c[inside]]
-    return out
 
 
 def test_fixture_store_has_geotessera_layout(tmp_path):
