@@ -71,10 +71,15 @@ def lcz_colormap() -> dict[int, tuple[int, int, int, int]]:
 
 def qml_style(codes: list[int]) -> str:
     """A QGIS style (.qml) with a paletted renderer over the given LCZ codes."""
-    entries = "\n".join(
-        f'        <paletteEntry value="{c}" color="{CLASS_BY_CODE[c].color}" alpha="255" '
-        f"label={quoteattr(CLASS_BY_CODE[c].label)}/>"
-        for c in codes
+    return paletted_qml([(c, CLASS_BY_CODE[c].color, CLASS_BY_CODE[c].label) for c in codes])
+
+
+def paletted_qml(entries: list[tuple[int, str, str]]) -> str:
+    """A QGIS style (.qml) with a paletted renderer: (value, '#rrggbb', label) per entry."""
+    palette = "\n".join(
+        f'        <paletteEntry value="{value}" color="{color}" alpha="255" '
+        f"label={quoteattr(label)}/>"
+        for value, color, label in entries
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22" styleCategories="AllStyleCategories">
@@ -82,7 +87,7 @@ def qml_style(codes: list[int]) -> str:
     <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
       <rasterTransparency/>
       <colorPalette>
-{entries}
+{palette}
       </colorPalette>
       <colorramp type="randomcolors" name="[source]"/>
     </rasterrenderer>
@@ -135,9 +140,9 @@ def split_style_qml(field: str = "split") -> str:
 """
 
 
-def category_names_aux_xml() -> str:
-    """GDAL PAM metadata naming the categories 0-17 (0 = nodata)."""
-    names = ["nodata"] + [c.label for c in LCZ_CLASSES]
+def category_names_aux_xml(names: list[str] | None = None) -> str:
+    """GDAL PAM metadata naming the categories 0, 1, ... (default: nodata and LCZ 1-17)."""
+    names = names or ["nodata"] + [c.label for c in LCZ_CLASSES]
     items = "\n".join(f"      <Category>{n}</Category>" for n in names)
     return (
         '<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n'

@@ -265,9 +265,18 @@ class CroppedSource(EmbeddingSource):
         return self.parent.masked_pixels
 
     @property
+    def zero_pixels(self) -> int:  # type: ignore[override]
+        """All-zero vectors read so far (counted by the parent)."""
+        return self.parent.zero_pixels
+
+    @property
     def read_pixels(self) -> int:  # type: ignore[override]
         """Pixels read so far (counted by the parent)."""
         return self.parent.read_pixels
+
+    def parts(self) -> list[EmbeddingSource]:
+        """The parent's parts."""
+        return self.parent.parts()
 
     def read(self, window: Window) -> np.ndarray:
         """float32 (bands, rows, cols) of `window`, in the crop's pixel coordinates."""
