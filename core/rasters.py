@@ -36,6 +36,7 @@ GEOTIFF_SUFFIXES = (".tif", ".tiff", ".vrt")
 # Pixels of margin around a city's extent on its grid, so that patches and U-Net context at the
 # extent's border see real pixels (a 32 px patch centred on the border needs 16).
 CITY_MARGIN_PX = 64
+CITY_SNAP_PX = 320
 
 
 def missing_mask(data: np.ndarray) -> np.ndarray:
@@ -326,9 +327,9 @@ def city_grid(
     res: float = 10.0,
     margin: int = CITY_MARGIN_PX,
 ) -> Grid:
-    """The pixel grid of a city: `extent` plus `margin` pixels, in `crs` (default the UTM zone of
-    the extent's centre), on lines at whole multiples of `res` (where TESSERA and AlphaEarth
-    pixels lie in every UTM zone, north and south)."""
+    """The pixel grid of a city: `extent` plus at least `margin` pixels, in `crs` (default the UTM
+    zone of the extent's centre), on lines at whole multiples of `res` (where TESSERA and
+    AlphaEarth pixels lie in every UTM zone, north and south)."""
     from .cities import reproject_extent, utm_crs_for
 
     if not (extent[0] < extent[2] and extent[1] < extent[3]):
@@ -341,8 +342,10 @@ def city_grid(
     except Exception as error:  # rasterio raises CRSError, pyproj others
         raise LczError("crs", f"{crs!r} is not a CRS rasterio understands: {error}") from None
     left, bottom, right, top = reproject_extent(extent, extent_crs, target)
-    x0 = (math.floor(left / res + 1e-6) - margin) * res
-    y0 = (math.ceil(top / res - 1e-6) + margin) * res
+    # the origin on whole multiples of CITY_SNAP_PX pixels: outputs at a coarser pixel (100 m
+    # LCZ, 320 m patches) lie on the same lattice whatever the extent
+    x0 = math.floor((left / res + 1e-6 - margin) / CITY_SNAP_PX) * CITY_SNAP_PX * res
+    y0 = math.ceil((top / res - 1e-6 + margin) / CITY_SNAP_PX) * CITY_SNAP_PX * res
     width = math.ceil(right / res - 1e-6) + margin - round(x0 / res)
     height = round(y0 / res) - math.floor(bottom / res + 1e-6) + margin
     return target, Affine(res, 0, x0, 0, -res, y0), width, height
