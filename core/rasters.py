@@ -709,9 +709,12 @@ def _detect_kind(path: str | Path, parameter: str) -> str:
     if name.endswith(".parquet") or Path(name).stem == "aef_index":
         return "aef-index"
     if is_url(path):
-        if name.endswith(".zarr"):
-            return "tessera-zarr"
-        return "geotiff" if name.lower().endswith(GEOTIFF_SUFFIXES) else "tessera"
+        from .remote import exists
+
+        if name.lower().endswith(GEOTIFF_SUFFIXES):
+            return "geotiff"
+        is_store = name.endswith(".zarr") or exists(f"{name}/zarr.json", parameter)
+        return "tessera-zarr" if is_store else "tessera"
     path = Path(path)
     if (path / "zarr.json").is_file() or (path / ".zgroup").is_file() or path.suffix == ".zarr":
         from .tessera import is_tessera_store

@@ -348,3 +348,57 @@ def test_remote_tile_folder(tmp_path, http_folder):
         np.testing.assert_array_equal(
             remote.read(Window(0, 0, remote.width, remote.height)), expected
         )
+
+
+def test_remote_npy_tiles_and_s3_urls(tmp_path, http_folder, monkeypatch):
+    rng = np.random.default_rng(5)
+    values = rng.integers(-127, 128, (1000, 20, 128), dtype=np.int8)
+    scales = rng.uniform(0.01, 0.2, (1000, 20)).astype(np.float32)
+    scales[7, 3] = np.inf
+    root = tmp_path / "bucket" / "tiles"
+    _tile(
+        root,
+        2024,
+        "grid_-1.95_48.05",
+        Affine(10, 0, 577_000, 0, -10, 5_323_000),
+        "EPSG:32630",
+        values,
+        scales,
+    )
+    (root / TESSERA_METADATA).write_text('{"dataset_version": "1.0"}', encoding="utf-8")
+    extent = (-1.9656, 48.0508, -1.9652, 48.0514)  # near the top of a 10 km tall tile
+    with open_source(root, year=2024, extent=extent) as local:
+        expected = read_all(city_part(local, extent))
+    assert np.isfinite(expected).all(axis=0).mean() > 0.9  # the extent lies on the tile
+    server = http_folder(tmp_path)
+    with open_source(f"{server.url}/bucket/tiles", year=2024, extent=extent) as remote:
+        assert remote.feature_space == "tessera 1.0"
+        np.testing.assert_array_equal(read_all(city_part(remote, extent)), expected)
+    npy = [n for m, p, n in server.requests() if m == "GET" and p.endswith("grid_-1.95_48.05.npy")]
+    assert 0 < sum(npy) < 0.2 * values.nbytes  # byte ranges of the rows needed, not the whole tile
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)  # s3://bucket/key, anonymous, path style
+    with open_source("s3://bucket/tiles", kind="tessera", year=2024, extent=extent) as s3:
+        np.testing.assert_array_equal(read_all(city_part(s3, extent)), expected)
+
+
+def test_variants_are_not_mixed_in_one_dataset(tmp_path, demo_city):
+    from lcz_core.labels import open_labels
+    from lcz_core.sampling import CityInput, make_dataset
+
+    with rasterio.open(demo_city.embeddings_tif) as dataset:
+        data, transform, crs, bounds = (
+            dataset.read(),
+            dataset.transform,
+            dataset.crs,
+            dataset.bounds,
+        )
+    cities = []
+    for variant in ("1.1-dclimate", "1.1-cambridge"):
+        store = tmp_path / f"{variant}.zarr"
+        write_tessera_zone(store, data[None], transform, crs, [2024], variant=variant, shard=256)
+        source = open_source(store, year=2024, extent=tuple(bounds), extent_crs=crs.to_string())
+        labels = open_labels(demo_city.polygons, class_field="lcz")
+        cities.append(CityInput(variant, source, labels, tuple(bounds)))
+    with pytest.raises(LczError, match="feature spaces differ") as error:
+        make_dataset(cities, tmp_path / "dataset")
+    assert error.value.parameter == "embeddings" and not (tmp_path / "dataset").exists()
