@@ -62,7 +62,8 @@ def write_tessera_zone(
 ) -> str:
     """Add one UTM zone group to a TESSERA zarr v3 store (created if absent); return its name.
 
-    `embeddings` is float (time, bands, H, W) on a north-up 10 m grid in `crs` (EPSG:326NN or
+    `embeddings` is float (time, bands, H, W) (an array, or anything sliced like one) on a
+    north-up 10 m grid in `crs` (EPSG:326NN or
     327NN), NaN where missing. layout 'utm': group utmNN, arrays (time, band, y, x), CRS
     EPSG:326NN with southern northings negative (geotessera's default store); 'hemisphere':
     group NNN or NNS, arrays (time, y, x, band), in the zone's own CRS."""
@@ -89,11 +90,7 @@ def write_tessera_zone(
     shard = max(chunk, math.ceil(min(shard, max(height, width)) / chunk) * chunk)
     spatial = {"band": bands, "y": shard, "x": shard, "time": 1}
     inner = {"band": bands, "y": chunk, "x": chunk, "time": 1}
-    values = np.empty((t_count, bands, height, width), np.int8)
-    scales = np.empty((t_count, height, width), np.float32)
-    for t in range(t_count):
-        values[t], scales[t] = quantise_tessera(embeddings[t])
-    group.create_array(
+    emb_array = group.create_array(
         "embeddings",
         shape=tuple(embeddings.shape[i] for i in order),
         chunks=tuple(inner[d] for d in dims),
@@ -102,8 +99,8 @@ def write_tessera_zone(
         fill_value=np.int8(0),
         compressors=compressor,
         dimension_names=dims,
-    )[:] = values.transpose(order)
-    group.create_array(
+    )
+    scale_array = group.create_array(
         "scales",
         shape=(t_count, height, width),
         chunks=(1, chunk, chunk),
@@ -112,7 +109,14 @@ def write_tessera_zone(
         fill_value=np.float32("inf"),
         compressors=compressor,
         dimension_names=["time", "y", "x"],
-    )[:] = scales
+    )
+    for t in range(t_count):  # a row of shards at a time: memory bounded by the shard
+        for r0 in range(0, height, shard):
+            rows = slice(r0, min(r0 + shard, height))
+            values, scales = quantise_tessera(np.asarray(embeddings[t, :, rows, :]))
+            where = {"time": t, "band": slice(None), "y": rows, "x": slice(None)}
+            emb_array[tuple(where[d] for d in dims)] = values.transpose([o - 1 for o in order[1:]])
+            scale_array[t, rows, :] = scales
     x = transform.c + (np.arange(width) + 0.5) * transform.a
     y = north + (np.arange(height) + 0.5) * transform.e
     for coord, data in (

@@ -41,12 +41,19 @@ CITY_SNAP_PX = 320
 
 def missing_mask(data: np.ndarray) -> np.ndarray:
     """(rows, cols) bool: pixels with a non-finite band or an all-zero vector."""
-    return ~np.isfinite(data).all(axis=0) | zero_vectors(data)
+    return non_finite(data) | zero_vectors(data)
+
+
+def non_finite(data: np.ndarray) -> np.ndarray:
+    """(rows, cols) bool: pixels with a NaN or infinite band."""
+    # a float64 sum of finite float32 values cannot overflow: only NaN and inf make it non-finite;
+    # a reduction over the band axis needs no (bands, rows, cols) temporary
+    return ~np.isfinite(data.sum(axis=0, dtype=np.float64))
 
 
 def zero_vectors(data: np.ndarray) -> np.ndarray:
     """(rows, cols) bool: pixels whose every band is exactly 0 (an artefact, not a value)."""
-    return ~np.any(data != 0, axis=0)
+    return (data.max(axis=0) == 0) & (data.min(axis=0) == 0)
 
 
 class EmbeddingSource:
@@ -66,6 +73,9 @@ class EmbeddingSource:
     # The CRS an extent given without one is in: None = this source's CRS; the global products
     # (read onto a city grid they choose) take extents in degrees.
     default_extent_crs: str | None = None
+    # True where `_read` leaves every missing pixel (all-zero vectors included) a whole vector
+    # of NaN, so that band 0 tells the mask (mosaics of masked reads, TESSERA zones)
+    whole_vector_nan = False
 
     def __init__(self) -> None:
         self.masked_pixels = 0
@@ -89,9 +99,12 @@ class EmbeddingSource:
             if inner is not None:
                 r0, c0 = inner.row_off - window.row_off, inner.col_off - window.col_off
                 out[:, r0 : r0 + inner.height, c0 : c0 + inner.width] = self._read(inner)
-        zero = zero_vectors(out)
-        mask = ~np.isfinite(out).all(axis=0) | zero
-        if mask.any():
+        if self.whole_vector_nan:
+            zero, mask = np.zeros(out.shape[1:], bool), np.isnan(out[0])
+        else:
+            zero = zero_vectors(out)
+            mask = non_finite(out) | zero
+        if not self.whole_vector_nan and mask.any():
             out[:, mask] = np.nan
         self.masked_pixels += int(mask.sum())
         self.zero_pixels += int(zero.sum())
@@ -101,6 +114,12 @@ class EmbeddingSource:
     def parts(self) -> list[EmbeddingSource]:
         """The files, tiles or zones this source reads (itself for a single file)."""
         return [self]
+
+    def read_quantised(self, window: Window) -> tuple[np.ndarray, np.ndarray] | None:
+        """For sources stored as integers times a per-pixel scale: (values (bands, rows, cols),
+        float32 scales (rows, cols), NaN where missing) of a window inside the raster, so that
+        resampling moves the small integers; None for other sources."""
+        return None
 
     @property
     def res(self) -> float:
@@ -382,6 +401,8 @@ class MosaicSource(EmbeddingSource):
     The grid is the union of the members (in `crs`, default the first member's) or a given
     `grid` (a city's). Where members overlap, the first with a valid pixel wins."""
 
+    whole_vector_nan = True
+
     def __init__(
         self,
         members: Sequence[EmbeddingSource],
@@ -433,10 +454,12 @@ class MosaicSource(EmbeddingSource):
         return round(col), round(row)
 
     def _read(self, window: Window) -> np.ndarray:
-        out = np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
+        out = None
         for member in self.members:
             offset = self._offset(member)
-            if offset is not None:
+            if offset is None:
+                out = self._paste_nearest(member, window, out)
+            else:
                 part = Window(
                     window.col_off - offset[0],
                     window.row_off - offset[1],
@@ -446,27 +469,57 @@ class MosaicSource(EmbeddingSource):
                 if clip_window(part, member.width, member.height) is None:
                     continue
                 data = member.read(part)
-            else:
-                data = self._nearest(member, window)
-                if data is None:
-                    continue
-            fill = np.isnan(out) & ~np.isnan(data)
-            out[fill] = data[fill]
-            if not np.isnan(out).any():
+                if out is None:
+                    out = np.ascontiguousarray(data)  # a fresh array: no copy
+                else:
+                    # members' reads leave whole vectors NaN where missing: band 0 tells
+                    fill = np.isnan(out[0]) & ~np.isnan(data[0])
+                    np.copyto(out, data, where=fill[None])
+            if out is not None and not np.isnan(out[0]).any():
                 break  # later members would only fill gaps
+        if out is None:
+            return np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
         return out
 
-    def _nearest(self, member: EmbeddingSource, window: Window) -> np.ndarray | None:
-        """`member` resampled (nearest) onto `window` of this grid; None if it misses it."""
+    def _paste_nearest(
+        self, member: EmbeddingSource, window: Window, out: np.ndarray | None
+    ) -> np.ndarray | None:
+        """Fill the gaps of `out` (None: all of `window`) with `member`, resampled (nearest)."""
         rows, cols = _member_pixels(self, member, window)
-        inside = (rows >= 0) & (rows < member.height) & (cols >= 0) & (cols < member.width)
-        if not inside.any():
-            return None
-        r0, r1 = int(rows[inside].min()), int(rows[inside].max()) + 1
-        c0, c1 = int(cols[inside].min()), int(cols[inside].max()) + 1
-        src = member.read(Window(c0, r0, c1 - c0, r1 - r0))
-        out = np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
-        out[:, inside] = src[:, rows[inside] - r0, cols[inside] - c0]
+        wanted = (rows >= 0) & (rows < member.height) & (cols >= 0) & (cols < member.width)
+        if out is not None:
+            wanted &= np.isnan(out[0])
+        if not wanted.any():
+            return out
+        r0, r1 = int(rows[wanted].min()), int(rows[wanted].max()) + 1
+        c0, c1 = int(cols[wanted].min()), int(cols[wanted].max()) + 1
+        box = Window(c0, r0, c1 - c0, r1 - r0)
+        # the rectangle of the window holding the wanted pixels, gathered in one take along
+        # each band's row, then pasted with a mask (a streaming copy)
+        ys, xs = np.nonzero(wanted)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        index = (rows[y0:y1, x0:x1] - r0) * (c1 - c0) + (cols[y0:y1, x0:x1] - c0)
+        np.clip(index, 0, box.width * box.height - 1, out=index)
+        index = index.ravel()
+        quantised = member.read_quantised(box)
+        if quantised is None:
+            src = np.ascontiguousarray(member.read(box)).reshape(self.count, -1)
+            values = np.take(src, index, axis=1)
+        else:  # gather the integers and scales, dequantise only the pixels kept
+            ints, scales = (np.ascontiguousarray(a) for a in quantised)
+            values = np.multiply(
+                np.take(ints.reshape(self.count, -1), index, axis=1),
+                np.take(scales.ravel(), index),
+                dtype=np.float32,
+            )
+        values = values.reshape(self.count, y1 - y0, x1 - x0)
+        paste = wanted[y0:y1, x0:x1] & ~np.isnan(values[0])
+        shape = (self.count, window.height, window.width)
+        if out is None and values.shape == shape and paste.all():
+            return values
+        if out is None:
+            out = np.full(shape, np.nan, dtype=np.float32)
+        np.copyto(out[:, y0:y1, x0:x1], values, where=paste[None])
         return out
 
     def close(self) -> None:

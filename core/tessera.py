@@ -64,7 +64,8 @@ def valid_scales(scales: np.ndarray) -> np.ndarray:
 def dequantise(values: np.ndarray, scales: np.ndarray) -> np.ndarray:
     """float32 values x scales (broadcast), NaN where the scale is invalid."""
     scales = np.asarray(scales, dtype=np.float32)
-    return values.astype(np.float32) * np.where(valid_scales(scales), scales, np.float32(np.nan))
+    masked = np.where(valid_scales(scales), scales, np.float32(np.nan))
+    return np.multiply(values, masked, dtype=np.float32)  # one pass, no float copy of values
 
 
 def band_names(count: int) -> list[str]:
@@ -329,6 +330,8 @@ def _aligned_first(members: list[EmbeddingSource], crs: CRS) -> list[EmbeddingSo
 class TesseraZone(EmbeddingSource):
     """One UTM zone group of a TESSERA zarr store, one year, dequantised and masked."""
 
+    whole_vector_nan = True  # scales are per pixel; zero vectors are masked from the int8
+
     def __init__(
         self, group, name: str, year: int, feature_space: str, city_crs: CRS, parameter: str
     ) -> None:
@@ -374,7 +377,9 @@ class TesseraZone(EmbeddingSource):
                 transform.a, 0, transform.c, 0, transform.e, transform.f + SOUTH_OFFSET
             )
 
-    def _read(self, window: Window) -> np.ndarray:
+    def read_quantised(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(int8 (bands, rows, cols), float32 scales (rows, cols)) of a window inside the zone;
+        scales NaN where invalid or the vector is all zero."""
         rows = slice(window.row_off, window.row_off + window.height)
         cols = slice(window.col_off, window.col_off + window.width)
         where = {"time": self._t, "band": slice(None), "y": rows, "x": cols}
@@ -389,7 +394,14 @@ class TesseraZone(EmbeddingSource):
         values = np.moveaxis(values, [kept.index(d) for d in ("band", "y", "x")], [0, 1, 2])
         kept_scales = [d for d in self._scale_dims if d != "time"]
         scales = np.transpose(scales, [kept_scales.index(d) for d in ("y", "x")])
-        return dequantise(values, scales[None])
+        zero = (values.max(axis=0) == 0) & (values.min(axis=0) == 0)  # on int8: cheap
+        self.zero_pixels += int(zero.sum())
+        valid = valid_scales(scales) & ~zero
+        return values, np.where(valid, scales, np.float32(np.nan)).astype(np.float32)
+
+    def _read(self, window: Window) -> np.ndarray:
+        values, scales = self.read_quantised(window)
+        return np.multiply(values, scales[None], dtype=np.float32)
 
 
 def zone_years(group, name: str, parameter: str) -> list[int]:
