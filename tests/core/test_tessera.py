@@ -400,3 +400,25 @@ def test_variants_are_not_mixed_in_one_dataset(tmp_path, demo_city):
     with pytest.raises(LczError, match="feature spaces differ") as error:
         make_dataset(cities, tmp_path / "dataset")
     assert error.value.parameter == "embeddings" and not (tmp_path / "dataset").exists()
+
+
+def test_city_catalogue_names_a_store_year_and_variant(tmp_path):
+    from lcz_core.cities import load_catalogue
+
+    write_zone(tmp_path / "tessera.zarr", "EPSG:32631", (2.30, 48.84, 2.36, 48.87), variant=None)
+    (tmp_path / "cities.toml").write_text(
+        """
+[cities.paris]
+year = 2024
+extent = [2.32, 48.85, 2.34, 48.86]
+[cities.paris.embeddings.tessera]
+kind = "tessera-zarr"
+path = "tessera.zarr"
+version = "v1.1-cam"
+""",
+        encoding="utf-8",
+    )
+    with load_catalogue(tmp_path / "cities.toml")["paris"].open_embeddings() as source:
+        assert source.feature_space == "tessera 1.1 cambridge" and source.crs.to_epsg() == 32631
+        city = city_part(source, (2.32, 48.85, 2.34, 48.86))
+        assert np.isfinite(read_all(city)).all()
