@@ -6,6 +6,9 @@ VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
 QGIS_PROCESS := /usr/bin/qgis_process.bin
 DEMO_DIR ?= demo_output
 DEMO_SIZE_PX ?= 960
+# embeddings the demo runs on: geotiff, tessera (a TESSERA-layout zarr store) or aef (the
+# AlphaEarth COG-mirror layout with its index), all written from the same synthetic city
+DEMO_SOURCE ?= geotiff
 QGIS_PROFILE_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 export QT_QPA_PLATFORM ?= offscreen
 
@@ -40,8 +43,9 @@ test: setup lint
 	$(PY) -m pytest -q
 
 demo: setup
-	$(PY) -m lcz_core demo --output $(DEMO_DIR) --size $(DEMO_SIZE_PX)
-	bash scripts/demo_qgis.sh $(DEMO_DIR)
+	$(PY) -m lcz_core demo --output $(DEMO_DIR) --size $(DEMO_SIZE_PX) \
+		--products $(if $(filter geotiff,$(DEMO_SOURCE)),false,true)
+	bash scripts/demo_qgis.sh $(DEMO_DIR) $(DEMO_SOURCE)
 
 # Plugin zip: the plugin folder with the core vendored as lcz_qgis/lib/lcz_core.
 package: dist/lcz_qgis-$(VERSION).zip

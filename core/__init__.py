@@ -22,6 +22,7 @@ __version__ = _read_version()
 
 # the public API: one function per step (heavy libraries are imported when a step runs)
 from .steps import (  # noqa: E402
+    check_embeddings,
     compare_lcz_maps,
     create_grid,
     embedding_rgb,
@@ -40,6 +41,7 @@ from .steps import (  # noqa: E402
 
 __all__ = [
     "__version__",
+    "check_embeddings",
     "compare_lcz_maps",
     "create_grid",
     "embedding_rgb",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 # embedding sources
-SOURCE_KINDS = ("auto", "geotiff", "zarr", "aef")
+SOURCE_KINDS = ("auto", "geotiff", "zarr", "aef", "tessera", "tessera-zarr", "aef-index")
+# TESSERA versions and variants (free text is accepted too, e.g. a newer release)
+TESSERA_VARIANTS = ("auto", "1.0", "1.1-dclimate", "1.1-cambridge", "2.0")
 DEQUANTISATIONS = ("quadratic", "linear")
 # labels and LCZ codings
 LABEL_KINDS = ("auto", "polygons", "points", "kml", "so2sat", "raster")

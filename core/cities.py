@@ -9,8 +9,9 @@ A catalogue is a TOML file; paths are relative to it:
     # boundary = "berlin.gpkg"                  # or a polygon layer (any vector format)
 
     [cities.berlin.embeddings.s2]
-    kind = "geotiff"                            # geotiff | zarr | aef | tessera
-    path = "Berlin_S2.tif"
+    kind = "geotiff"                            # any kind of choices.SOURCE_KINDS
+    path = "Berlin_S2.tif"                      # or an https:// or s3:// URL
+    # variant = "1.1-dclimate"                  # TESSERA: when the data does not say
 
     [cities.berlin.labels.wudapt]
     kind = "polygons"                           # polygons | kml | so2sat | raster
@@ -33,10 +34,11 @@ from typing import Any
 from rasterio.crs import CRS
 
 from . import checks
+from .choices import LABEL_KINDS, SOURCE_KINDS
 from .errors import LczError
-from .labels import LABEL_KINDS
 from .progress import Progress
-from .rasters import SOURCE_KINDS, Bounds, EmbeddingSource, open_source, tessera_source
+from .rasters import Bounds, EmbeddingSource, open_source
+from .remote import is_url
 
 
 def utm_crs_for(lon: float, lat: float) -> str:
@@ -115,13 +117,12 @@ class City:
         """Open the embedding source called `name` (the only one when None)."""
         settings = _pick(self.embeddings, name, f"city {self.name} embeddings")
         options = {k: v for k, v in settings.items() if k not in ("kind", "path")}
-        if settings.get("kind") == "tessera":
-            if self.year is None:
-                raise LczError("cities", f"city {self.name}: TESSERA embeddings need a year")
-            bounds = self.extent_in("EPSG:4326")
-            return tessera_source(
-                settings["path"], self.year, bounds, version=options.get("version", "v1.1")
-            )
+        if "version" in options:  # the name older catalogues give the TESSERA variant
+            options["variant"] = options.pop("version")
+        # the global products (TESSERA, AlphaEarth index) read the city's extent and year
+        options.setdefault("year", self.year)
+        if self.extent is not None or self.boundary is not None:
+            options.update(extent=self.extent_in("EPSG:4326"), extent_crs="EPSG:4326")
         return open_source(settings["path"], settings.get("kind", "auto"), "cities", **options)
 
     def label_settings(self, name: str | None = None) -> dict[str, Any]:
@@ -169,7 +170,6 @@ def _pick(table: dict[str, dict[str, Any]], name: str | None, what: str) -> dict
 
 
 EMBEDDING_KEYS = ("kind", "path", "array", "dequantise", "version")
-EMBEDDING_KINDS = (*SOURCE_KINDS, "tessera")
 LABEL_KEYS = tuple(sorted(LABEL_SETTINGS))
 CITY_KEYS = ("year", "extent", "extent_crs", "boundary", "embeddings", "labels")
 
@@ -239,7 +239,10 @@ def load_catalogue(path: str | os.PathLike) -> dict[str, City]:
         extent, extent_crs = entry.get("extent"), entry.get("extent_crs", "EPSG:4326")
 
         def resolve(sources: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-            return {k: {**v, "path": str(base / v["path"])} for k, v in sources.items()}
+            return {
+                k: {**v, "path": v["path"] if is_url(v["path"]) else str(base / v["path"])}
+                for k, v in sources.items()
+            }
 
         cities[name] = City(
             name=name,
@@ -247,9 +250,7 @@ def load_catalogue(path: str | os.PathLike) -> dict[str, City]:
             extent=None if extent is None else _check_extent(extent, extent_crs, where),
             extent_crs=extent_crs,
             boundary=base / entry["boundary"] if "boundary" in entry else None,
-            embeddings=resolve(
-                _sources(entry, "embeddings", where, EMBEDDING_KEYS, EMBEDDING_KINDS)
-            ),
+            embeddings=resolve(_sources(entry, "embeddings", where, EMBEDDING_KEYS, SOURCE_KINDS)),
             labels=resolve(_sources(entry, "labels", where, LABEL_KEYS, LABEL_KINDS)),
         )
     if not cities:

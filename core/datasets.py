@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 
 from . import __version__, checks
+from .choices import SPLITS
 from .errors import LczError
 from .lcz import CLASS_BY_CODE, CODES
 from .outputs import atomic_folder
 from .progress import Progress
 
 FORMAT_VERSION = 1
-SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+SPLIT_CODES: dict[str, int] = {name: code for code, name in enumerate(SPLITS)}
 SPLIT_NAMES: dict[int, str] = {v: k for k, v in SPLIT_CODES.items()}
 KINDS = ("patches", "tiles")
 REQUIRED_KEYS = (

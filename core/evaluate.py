@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .choices import EVALUATION_SPLITS
 from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
 from .lcz import CLASS_BY_CODE, code_from_text
@@ -40,7 +41,6 @@ from .models import LczModel, load_model, pick_device
 from .outputs import write_text_atomic
 from .progress import Progress, SubProgress
 
-SPLITS = (*SPLIT_CODES, "all")
 INTERVAL_LEVEL = 0.9
 FEW_BLOCKS = 10  # below this many blocks a block bootstrap understates the uncertainty
 MAX_BOOTSTRAP_DRAWS = 100_000
@@ -152,8 +152,10 @@ def evaluate_model(
     spatial block bootstrap (seeded by `seed`), drawn as box plots in bootstrap.png.
     """
     progress = progress or Progress()
-    if split not in SPLITS:
-        raise LczError("split", f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if split not in EVALUATION_SPLITS:
+        raise LczError(
+            "split", f"unknown split {split!r}; use one of {', '.join(EVALUATION_SPLITS)}"
+        )
     if not datasets:
         raise LczError("dataset", "give at least one dataset folder")
     if not 0 <= bootstrap_draws <= MAX_BOOTSTRAP_DRAWS:

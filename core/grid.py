@@ -16,11 +16,12 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from .choices import SPLITS
 from .errors import LczError
 from .outputs import atomic_path, split_style_qml, write_text_atomic
 from .rasters import Bounds, EmbeddingSource
 
-SPLIT_LABELS = {0: "train", 1: "val", 2: "test", -1: "excluded"}
+SPLIT_LABELS = {**dict(enumerate(SPLITS)), -1: "excluded"}
 
 
 @dataclass(frozen=True)

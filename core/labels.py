@@ -18,6 +18,7 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
+from .choices import LABEL_KINDS
 from .errors import LczError
 from .lcz import LczCodingError, apply_lookup, as_mapping, code_from_text, resolve_lookup
 from .lczmap import choose_band, open_raster, read_classes
@@ -357,9 +358,6 @@ def read_so2sat(path: str | os.PathLike, epsg: int | None = None) -> VectorLabel
         crs=f"EPSG:{epsg}",
     )
     return VectorLabels(frame, f"{main} (EPSG:{epsg})", footprint=SO2SAT_HALF_CELL)
-
-
-LABEL_KINDS = ("auto", "polygons", "points", "kml", "so2sat", "raster")
 
 
 def open_labels(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import checks
+from .choices import STEMS
 from .errors import LczError
 from .lcz import CODES, NUM_CLASSES
 from .outputs import atomic_path
@@ -26,7 +27,6 @@ MODEL_FORMAT = "lcz_qgis model"
 MODEL_FORMAT_VERSION = 1
 METADATA_KEY = "lcz_model"
 TASKS = ("patch", "segmentation")
-STEMS = ("1x1", "3x3")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_ARCHITECTURE = {"patch": "resnet10t", "segmentation": "unet"}
 REQUIRED_METADATA = (

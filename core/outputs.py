@@ -182,12 +182,12 @@ def qml_style(codes: list[int]) -> str:
     return paletted_qml([(c, CLASS_BY_CODE[c].color, CLASS_BY_CODE[c].label) for c in codes])
 
 
-def paletted_qml(palette: list[tuple[int, str, str]]) -> str:
+def paletted_qml(entries: list[tuple[int, str, str]]) -> str:
     """A QGIS style (.qml) with a paletted renderer over (value, '#rrggbb', label) entries."""
-    entries = "\n".join(
+    palette = "\n".join(
         f'        <paletteEntry value="{value}" color="{color}" alpha="255" '
         f"label={quoteattr(label)}/>"
-        for value, color, label in palette
+        for value, color, label in entries
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22" styleCategories="AllStyleCategories">
@@ -195,7 +195,7 @@ def paletted_qml(palette: list[tuple[int, str, str]]) -> str:
     <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
       <rasterTransparency/>
       <colorPalette>
-{entries}
+{palette}
       </colorPalette>
       <colorramp type="randomcolors" name="[source]"/>
     </rasterrenderer>

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,17 +193,24 @@ def open_extent(
     embeddings: str | os.PathLike,
     extent: Bounds | None,
     extent_crs: str | None,
-    source_kind: str,
-    array: str | None,
-    dequantise: str,
+    source_options: Mapping[str, Any] | None,
 ) -> tuple[EmbeddingSource, EmbeddingSource]:
-    """(whole source, source cut to `extent`) opened on `stack`; the extent in `extent_crs`."""
+    """(whole source, source cut to `extent`) opened on `stack`; the extent in `extent_crs`.
+
+    `source_options` are open_source's keywords (kind, array, dequantise, year, crs, variant)."""
     source = stack.enter_context(
-        open_source(embeddings, source_kind, "embeddings", array=array, dequantise=dequantise)
+        open_source(
+            embeddings,
+            parameter="embeddings",
+            extent=extent,
+            extent_crs=extent_crs,
+            **(source_options or {}),
+        )
     )
     if extent is None:
         return source, source
-    if extent_crs:
+    if extent_crs or source.default_extent_crs:
+        extent_crs = extent_crs or source.default_extent_crs
         extent = reproject_extent(extent, _crs(extent_crs, "extent_crs"), source.crs)
     return source, crop_to_extent(source, extent)
 
@@ -324,9 +332,7 @@ def embedding_rgb(
     stretch: str = "percentile",
     percentiles: tuple[float, float] = (2.0, 98.0),
     seed: int = 0,
-    source_kind: str = "auto",
-    array: str | None = None,
-    dequantise: str = "quadratic",
+    source_options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write a false-colour RGB GeoTIFF (PCA of the embeddings, alpha = valid) and a PNG."""
@@ -338,9 +344,7 @@ def embedding_rgb(
     output = check_writable(output)
     png = check_writable(png, "png") if png else None
     with contextlib.ExitStack() as stack:
-        _, source = open_extent(
-            stack, embeddings, extent, extent_crs, source_kind, array, dequantise
-        )
+        _, source = open_extent(stack, embeddings, extent, extent_crs, source_options)
         blocks = windows(source.width, source.height)
         sample = PixelSample(SAMPLE_PIXELS, seed)
         for w in track(blocks, SubProgress(progress, 0, 45), len(blocks), "sampling"):
@@ -522,9 +526,7 @@ def embedding_similarity(
     extent: Bounds | None = None,
     extent_crs: str | None = None,
     png: str | os.PathLike | None = None,
-    source_kind: str = "auto",
-    array: str | None = None,
-    dequantise: str = "quadratic",
+    source_options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write the cosine similarity of every pixel to the embedding at `point` (or the polygons' mean)."""
@@ -536,9 +538,7 @@ def embedding_similarity(
     output = check_writable(output)
     png = check_writable(png, "png") if png else None
     with contextlib.ExitStack() as stack:
-        whole, source = open_extent(
-            stack, embeddings, extent, extent_crs, source_kind, array, dequantise
-        )
+        whole, source = open_extent(stack, embeddings, extent, extent_crs, source_options)
         progress.report(0, "reference embedding")
         if point is not None:
             reference, at = reference_at_point(whole, point, point_crs)

@@ -22,7 +22,7 @@ import math
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,6 +325,22 @@ def write_screen_png(image: np.ndarray, path: str | os.PathLike, parameter: str 
     return path
 
 
+def square_around(
+    center: tuple[float, float], center_crs: str | None, size_m: float
+) -> tuple[tuple[float, float, float, float], str]:
+    """A box a little larger than the square shown, in the centre's CRS (EPSG:4326 when none):
+    what sources covering the globe (TESSERA, the AlphaEarth index) read for the screen."""
+    from rasterio.crs import CRS
+
+    crs = center_crs or "EPSG:4326"
+    half_x = half_y = 0.75 * size_m  # half the side, and a margin
+    if CRS.from_user_input(crs).is_geographic:
+        half_y = half_y / 111_320.0
+        half_x = half_y / max(math.cos(math.radians(center[1])), 0.01)
+    x, y = center
+    return (x - half_x, y - half_y, x + half_x, y + half_y), crs
+
+
 def pixoo64(
     output: str | os.PathLike,
     *,
@@ -339,9 +355,7 @@ def pixoo64(
     percentiles: tuple[float, float] = (2.0, 98.0),
     seed: int = 0,
     timeout: float = 5.0,
-    source_kind: str = "auto",
-    array: str | None = None,
-    dequantise: str = "quadratic",
+    source_options: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Render embeddings (PCA RGB) or an LCZ map on a 64 x 64 grid: PNG, and to a Pixoo-64."""
@@ -358,9 +372,14 @@ def pixoo64(
     result: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         if embeddings is not None:
+            square, square_crs = square_around(center, center_crs, size_m)
             source = stack.enter_context(
                 open_source(
-                    embeddings, source_kind, "embeddings", array=array, dequantise=dequantise
+                    embeddings,
+                    parameter="embeddings",
+                    extent=square,
+                    extent_crs=square_crs,
+                    **(source_options or {}),
                 )
             )
             grid = screen_grid(center, center_crs, size_m, source.crs, source.bounds, source.width)

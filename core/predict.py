@@ -145,6 +145,9 @@ def predict_raster(
     source_kind: str = "auto",
     array: str | None = None,
     dequantise: str = "quadratic",
+    year: int | None = None,
+    crs: str | None = None,
+    variant: str = "auto",
     batch_size: int = 256,
     device: str = "auto",
     progress: Progress | None = None,
@@ -166,7 +169,18 @@ def predict_raster(
     loaded.network.to(run_on)
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(
-            open_source(embeddings, source_kind, "embeddings", array=array, dequantise=dequantise)
+            open_source(
+                embeddings,
+                source_kind,
+                "embeddings",
+                array=array,
+                dequantise=dequantise,
+                year=year,
+                extent=extent,
+                extent_crs=extent_crs,
+                crs=crs,
+                variant=variant,
+            )
         )
         check_source(loaded, source, progress)
         if meta["task"] == "patch":
@@ -181,8 +195,10 @@ def predict_raster(
             stride, block = 1, SEGMENTATION_BLOCK
         _check_memory(meta, source.count, stride, block, batch_size)
         if extent is not None:
-            if extent_crs:
-                extent = reproject_extent(extent, extent_crs, source.crs)
+            if extent_crs or source.default_extent_crs:
+                extent = reproject_extent(
+                    extent, extent_crs or source.default_extent_crs, source.crs
+                )
             source = crop_to_extent(source, extent, align=stride)
         width, height = math.ceil(source.width / stride), math.ceil(source.height / stride)
         transform = source.transform * source.transform.scale(stride)

@@ -7,8 +7,12 @@ there). Missing pixels are nodata values, NaN/inf, and all-zero vectors (artefac
 AEF and TESSERA downloads); each source counts them in `masked_pixels` (of `read_pixels`).
 Reads are window by window: no source ever loads a whole city.
 
-Implementations: GeoTIFF (one file, a VRT, or a folder of tiles), zarr arrays, TESSERA tiles in
-the geotessera layout, AlphaEarth int8 GeoTIFFs. `open_source` picks one from a path.
+Implementations: GeoTIFF (one file, a VRT, or a folder of tiles), zarr arrays, AlphaEarth int8
+GeoTIFFs here; TESSERA tiles and zarr stores in `tessera`, AlphaEarth's COG layout (index of
+files) in `alphaearth`. Those products cover the globe: they are read onto a *city grid* (the
+extent plus a margin, in the UTM zone of its centre or a CRS the user gives), stitched across
+files and UTM zones with nearest resampling. `open_source` is the one entry point for all kinds;
+paths may be https:// or s3:// URLs (see `remote`).
 """
 
 from __future__ import annotations
@@ -17,23 +21,40 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from .choices import SOURCE_KINDS
 from .errors import LczError
 
 Bounds = tuple[float, float, float, float]
 GEOTIFF_SUFFIXES = (".tif", ".tiff", ".vrt")
 
 
+# Pixels of margin around a city's extent on its grid, so that patches and U-Net context at the
+# extent's border see real pixels (a 32 px patch centred on the border needs 16).
+CITY_MARGIN_PX = 64
+CITY_SNAP_PX = 320
+
+
 def missing_mask(data: np.ndarray) -> np.ndarray:
     """(rows, cols) bool: pixels with a non-finite band or an all-zero vector."""
-    finite = np.isfinite(data).all(axis=0)
-    return ~finite | ~np.any(data != 0, axis=0)
+    return non_finite(data) | zero_vectors(data)
+
+
+def non_finite(data: np.ndarray) -> np.ndarray:
+    """(rows, cols) bool: pixels with a NaN or infinite band."""
+    # a float64 sum of finite float32 values cannot overflow: only NaN and inf make it non-finite;
+    # a reduction over the band axis needs no (bands, rows, cols) temporary
+    return ~np.isfinite(data.sum(axis=0, dtype=np.float64))
+
+
+def zero_vectors(data: np.ndarray) -> np.ndarray:
+    """(rows, cols) bool: pixels whose every band is exactly 0 (an artefact, not a value)."""
+    return (data.max(axis=0) == 0) & (data.min(axis=0) == 0)
 
 
 class EmbeddingSource:
@@ -50,9 +71,16 @@ class EmbeddingSource:
     # Named feature spaces (TESSERA versions, AlphaEarth) must never be mixed in one model;
     # "" is a feature raster without a name (any GeoTIFF or zarr), taken on trust.
     feature_space: str = ""
+    # The CRS an extent given without one is in: None = this source's CRS; the global products
+    # (read onto a city grid they choose) take extents in degrees.
+    default_extent_crs: str | None = None
+    # True where `_read` leaves every missing pixel (all-zero vectors included) a whole vector
+    # of NaN, so that band 0 tells the mask (mosaics of masked reads, TESSERA zones)
+    whole_vector_nan = False
 
     def __init__(self) -> None:
         self.masked_pixels = 0
+        self.zero_pixels = 0
         self.read_pixels = 0
 
     def _read(self, window: Window) -> np.ndarray:
@@ -72,12 +100,27 @@ class EmbeddingSource:
             if inner is not None:
                 r0, c0 = inner.row_off - window.row_off, inner.col_off - window.col_off
                 out[:, r0 : r0 + inner.height, c0 : c0 + inner.width] = self._read(inner)
-        mask = missing_mask(out)
-        if mask.any():
+        if self.whole_vector_nan:
+            zero, mask = np.zeros(out.shape[1:], bool), np.isnan(out[0])
+        else:
+            zero = zero_vectors(out)
+            mask = non_finite(out) | zero
+        if not self.whole_vector_nan and mask.any():
             out[:, mask] = np.nan
         self.masked_pixels += int(mask.sum())
+        self.zero_pixels += int(zero.sum())
         self.read_pixels += mask.size
         return out
+
+    def parts(self) -> list[EmbeddingSource]:
+        """The files, tiles or zones this source reads (itself for a single file)."""
+        return [self]
+
+    def read_quantised(self, window: Window) -> tuple[np.ndarray, np.ndarray] | None:
+        """For sources stored as integers times a per-pixel scale: (values (bands, rows, cols),
+        float32 scales (rows, cols), NaN where missing) of a window inside the raster, so that
+        resampling moves the small integers; None for other sources."""
+        return None
 
     @property
     def res(self) -> float:
@@ -133,15 +176,18 @@ def north_up(transform: Affine, height: int, parameter: str) -> Affine:
 
 
 class GeoTiffSource(EmbeddingSource):
-    """One GeoTIFF or VRT of any dtype; rows stored bottom-up are served north-up."""
+    """One GeoTIFF or VRT of any dtype (a path, or a URL read through GDAL's /vsicurl/); rows
+    stored bottom-up are served north-up."""
 
     def __init__(self, path: str | os.PathLike, parameter: str = "embeddings") -> None:
         import rasterio
 
+        from .remote import gdal_path, is_url
+
         super().__init__()
-        self.path = Path(path)
+        self.path: str | Path = str(path) if is_url(path) else Path(path)
         try:
-            self._dataset = rasterio.open(self.path)
+            self._dataset = rasterio.open(gdal_path(self.path))
         except rasterio.errors.RasterioIOError as error:
             raise LczError(parameter, f"cannot read {self.path}: {error}") from None
         ds = self._dataset
@@ -156,15 +202,20 @@ class GeoTiffSource(EmbeddingSource):
         self.band_names = [d or f"band_{i + 1}" for i, d in enumerate(ds.descriptions)]
 
     def _raw(self, window: Window) -> np.ndarray:
+        import rasterio
+
         if self._bottom_up:
-            flipped = Window(
+            window = Window(
                 window.col_off,
                 self.height - window.row_off - window.height,
                 window.width,
                 window.height,
             )
-            return self._dataset.read(window=flipped)[:, ::-1, :]
-        return self._dataset.read(window=window)
+        try:
+            raw = self._dataset.read(window=window)
+        except rasterio.errors.RasterioIOError as error:  # a remote file that went away
+            raise LczError("embeddings", f"reading {self.path} failed: {error}") from None
+        return raw[:, ::-1, :] if self._bottom_up else raw
 
     def _read(self, window: Window) -> np.ndarray:
         raw = self._raw(window)
@@ -235,9 +286,18 @@ class CroppedSource(EmbeddingSource):
         return self.parent.masked_pixels
 
     @property
+    def zero_pixels(self) -> int:  # type: ignore[override]
+        """All-zero vectors read so far (counted by the parent)."""
+        return self.parent.zero_pixels
+
+    @property
     def read_pixels(self) -> int:  # type: ignore[override]
         """Pixels read so far (counted by the parent)."""
         return self.parent.read_pixels
+
+    def parts(self) -> list[EmbeddingSource]:
+        """The parent's parts."""
+        return self.parent.parts()
 
     def read(self, window: Window) -> np.ndarray:
         """float32 (bands, rows, cols) of `window`, in the crop's pixel coordinates."""
@@ -277,8 +337,72 @@ def crop_to_extent(source: EmbeddingSource, extent: Bounds, align: int = 1) -> C
     return CroppedSource(source, inside)
 
 
+Grid = tuple[CRS, Affine, int, int]  # crs, north-up transform, width, height
+
+
+def city_grid(
+    extent: Bounds,
+    extent_crs: str | CRS,
+    crs: str | CRS | None = None,
+    res: float = 10.0,
+    margin: int = CITY_MARGIN_PX,
+) -> Grid:
+    """The pixel grid of a city: `extent` plus at least `margin` pixels, in `crs` (default the UTM
+    zone of the extent's centre), on lines at whole multiples of `res` (where TESSERA and
+    AlphaEarth pixels lie in every UTM zone, north and south)."""
+    from .cities import reproject_extent, utm_crs_for
+
+    if not (extent[0] < extent[2] and extent[1] < extent[3]):
+        raise LczError("extent", f"{extent} is not xmin, ymin, xmax, ymax with xmin < xmax")
+    if crs is None:
+        west, south, east, north = reproject_extent(extent, extent_crs, "EPSG:4326")
+        crs = utm_crs_for((west + east) / 2, (south + north) / 2)
+    try:
+        target = CRS.from_user_input(crs)
+    except Exception as error:  # rasterio raises CRSError, pyproj others
+        raise LczError("crs", f"{crs!r} is not a CRS rasterio understands: {error}") from None
+    left, bottom, right, top = reproject_extent(extent, extent_crs, target)
+    # the origin on whole multiples of CITY_SNAP_PX pixels: outputs at a coarser pixel (100 m
+    # LCZ, 320 m patches) lie on the same lattice whatever the extent
+    x0 = math.floor((left / res + 1e-6 - margin) / CITY_SNAP_PX) * CITY_SNAP_PX * res
+    y0 = math.ceil((top / res - 1e-6 + margin) / CITY_SNAP_PX) * CITY_SNAP_PX * res
+    width = math.ceil(right / res - 1e-6) + margin - round(x0 / res)
+    height = round(y0 / res) - math.floor(bottom / res + 1e-6) + margin
+    return target, Affine(res, 0, x0, 0, -res, y0), width, height
+
+
+def grid_lonlat(grid: Grid) -> Bounds:
+    """(west, south, east, north) in degrees of a grid's footprint (margin included)."""
+    from rasterio.warp import transform_bounds
+
+    crs, transform, width, height = grid
+    right, bottom = transform * (width, height)
+    return transform_bounds(
+        crs, "EPSG:4326", transform.c, bottom, right, transform.f, densify_pts=21
+    )
+
+
+def overlaps_grid(source: EmbeddingSource, grid: Grid) -> bool:
+    """True if the footprint of `source` meets the grid's."""
+    from rasterio.warp import transform_bounds
+
+    crs, transform, width, height = grid
+    left, bottom, right, top = transform_bounds(source.crs, crs, *source.bounds, densify_pts=21)
+    return (
+        left < transform.c + width * transform.a
+        and right > transform.c
+        and bottom < transform.f
+        and top > transform.f + height * transform.e
+    )
+
+
 class MosaicSource(EmbeddingSource):
-    """Several sources stitched into one grid: aligned members pasted, others warped (nearest)."""
+    """Several sources on one grid: aligned members pasted, others resampled (nearest).
+
+    The grid is the union of the members (in `crs`, default the first member's) or a given
+    `grid` (a city's). Where members overlap, the first with a valid pixel wins."""
+
+    whole_vector_nan = True
 
     def __init__(
         self,
@@ -287,6 +411,7 @@ class MosaicSource(EmbeddingSource):
         crs: CRS | None = None,
         res: float | None = None,
         parameter: str = "embeddings",
+        grid: Grid | None = None,
     ) -> None:
         from rasterio.warp import transform_bounds
 
@@ -298,9 +423,13 @@ class MosaicSource(EmbeddingSource):
         if len(counts) > 1:
             raise LczError(parameter, f"{name}: tiles have different band counts {sorted(counts)}")
         self.members, self.name = list(members), name
+        self.count, self.band_names, self.dtype = first.count, first.band_names, first.dtype
+        self.feature_space = first.feature_space
+        if grid is not None:
+            self.crs, self.transform, self.width, self.height = grid
+            return
         self.crs = CRS.from_user_input(crs) if crs is not None else first.crs
         res = float(res or first.res)
-        self.count, self.band_names, self.dtype = first.count, first.band_names, first.dtype
         boxes = [transform_bounds(m.crs, self.crs, *m.bounds, densify_pts=21) for m in members]
         # the grid is anchored on the first member aligned with it, so aligned tiles paste exactly
         anchor = next((m for m in members if m.crs == self.crs and m.res == res), None)
@@ -310,6 +439,10 @@ class MosaicSource(EmbeddingSource):
         self.transform = Affine(res, 0, left, 0, -res, top)
         self.width = math.ceil((max(b[2] for b in boxes) - left) / res - 1e-6)
         self.height = math.ceil((top - min(b[1] for b in boxes)) / res - 1e-6)
+
+    def parts(self) -> list[EmbeddingSource]:
+        """Every member's parts, in paste order."""
+        return [part for member in self.members for part in member.parts()]
 
     def _offset(self, member: EmbeddingSource) -> tuple[int, int] | None:
         """(col, row) of an aligned member's origin in this grid, or None if it must be warped."""
@@ -322,15 +455,12 @@ class MosaicSource(EmbeddingSource):
         return round(col), round(row)
 
     def _read(self, window: Window) -> np.ndarray:
-        from rasterio.warp import Resampling, reproject, transform_bounds
-        from rasterio.windows import bounds as window_bounds
-        from rasterio.windows import transform as window_transform
-
-        out = np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
-        box = window_bounds(window, self.transform)
+        out = None
         for member in self.members:
             offset = self._offset(member)
-            if offset is not None:
+            if offset is None:
+                out = self._paste_nearest(member, window, out)
+            else:
                 part = Window(
                     window.col_off - offset[0],
                     window.row_off - offset[1],
@@ -340,33 +470,97 @@ class MosaicSource(EmbeddingSource):
                 if clip_window(part, member.width, member.height) is None:
                     continue
                 data = member.read(part)
-            else:
-                mbox = transform_bounds(self.crs, member.crs, *box, densify_pts=21)
-                mwin = member.window_for(mbox)
-                mwin = Window(mwin.col_off - 1, mwin.row_off - 1, mwin.width + 2, mwin.height + 2)
-                if clip_window(mwin, member.width, member.height) is None:
-                    continue
-                src = member.read(mwin)
-                data = np.full_like(out, np.nan)
-                reproject(
-                    src,
-                    data,
-                    src_transform=window_transform(mwin, member.transform),
-                    src_crs=member.crs,
-                    src_nodata=np.nan,
-                    dst_transform=window_transform(window, self.transform),
-                    dst_crs=self.crs,
-                    dst_nodata=np.nan,
-                    resampling=Resampling.nearest,
-                )
-            fill = np.isnan(out) & ~np.isnan(data)
-            out[fill] = data[fill]
+                if out is None:
+                    out = np.ascontiguousarray(data)  # a fresh array: no copy
+                else:
+                    # members' reads leave whole vectors NaN where missing: band 0 tells
+                    fill = np.isnan(out[0]) & ~np.isnan(data[0])
+                    np.copyto(out, data, where=fill[None])
+            if out is not None and not np.isnan(out[0]).any():
+                break  # later members would only fill gaps
+        if out is None:
+            return np.full((self.count, window.height, window.width), np.nan, dtype=np.float32)
+        return out
+
+    def _paste_nearest(
+        self, member: EmbeddingSource, window: Window, out: np.ndarray | None
+    ) -> np.ndarray | None:
+        """Fill the gaps of `out` (None: all of `window`) with `member`, resampled (nearest)."""
+        rows, cols = _member_pixels(self, member, window)
+        wanted = (rows >= 0) & (rows < member.height) & (cols >= 0) & (cols < member.width)
+        if out is not None:
+            wanted &= np.isnan(out[0])
+        if not wanted.any():
+            return out
+        r0, r1 = int(rows[wanted].min()), int(rows[wanted].max()) + 1
+        c0, c1 = int(cols[wanted].min()), int(cols[wanted].max()) + 1
+        box = Window(c0, r0, c1 - c0, r1 - r0)
+        # the rectangle of the window holding the wanted pixels, gathered in one take along
+        # each band's row, then pasted with a mask (a streaming copy)
+        ys, xs = np.nonzero(wanted)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        index = (rows[y0:y1, x0:x1] - r0) * (c1 - c0) + (cols[y0:y1, x0:x1] - c0)
+        np.clip(index, 0, box.width * box.height - 1, out=index)
+        index = index.ravel()
+        quantised = member.read_quantised(box)
+        if quantised is None:
+            src = np.ascontiguousarray(member.read(box)).reshape(self.count, -1)
+            values = np.take(src, index, axis=1)
+        else:  # gather the integers and scales, dequantise only the pixels kept
+            ints, scales = (np.ascontiguousarray(a) for a in quantised)
+            values = np.multiply(
+                np.take(ints.reshape(self.count, -1), index, axis=1),
+                np.take(scales.ravel(), index),
+                dtype=np.float32,
+            )
+        values = values.reshape(self.count, y1 - y0, x1 - x0)
+        paste = wanted[y0:y1, x0:x1] & ~np.isnan(values[0])
+        shape = (self.count, window.height, window.width)
+        if out is None and values.shape == shape and paste.all():
+            return values
+        if out is None:
+            out = np.full(shape, np.nan, dtype=np.float32)
+        np.copyto(out[:, y0:y1, x0:x1], values, where=paste[None])
         return out
 
     def close(self) -> None:
         """Close every member."""
         for member in self.members:
             member.close()
+
+
+def _member_pixels(
+    grid: EmbeddingSource, member: EmbeddingSource, window: Window, step: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) int arrays: the member pixel holding each pixel centre of `window`.
+
+    Centres are projected exactly on a lattice every `step` pixels and interpolated bilinearly
+    in between: UTM-to-UTM maps are smooth, so the error is far below a millimetre, and
+    projecting every centre would cost more than reading the pixels."""
+    from rasterio.warp import transform as warp_points
+
+    h, w = window.height, window.width
+    ly = np.unique(np.r_[np.arange(0, h, step), h - 1]).astype(np.float64)
+    lx = np.unique(np.r_[np.arange(0, w, step), w - 1]).astype(np.float64)
+    gx, gy = np.meshgrid(lx, ly)
+    t = grid.transform
+    xs = t.c + (window.col_off + gx + 0.5) * t.a
+    ys = t.f + (window.row_off + gy + 0.5) * t.e
+    px, py = warp_points(grid.crs, member.crs, xs.ravel(), ys.ravel())
+    m = member.transform
+    mcol = ((np.asarray(px) - m.c) / m.a).reshape(gx.shape)
+    mrow = ((np.asarray(py) - m.f) / m.e).reshape(gx.shape)
+    yy, xx = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
+    cols = np.floor(_bilinear(mcol, ly, lx, yy, xx)).astype(np.int64)
+    rows = np.floor(_bilinear(mrow, ly, lx, yy, xx)).astype(np.int64)
+    return rows, cols
+
+
+def _bilinear(values: np.ndarray, ly: np.ndarray, lx: np.ndarray, yy: np.ndarray, xx: np.ndarray):
+    """`values` given on the lattice ly x lx, interpolated (separably, linearly) at yy x xx."""
+    wy = np.stack([np.interp(yy, ly, e) for e in np.eye(len(ly))], axis=1)
+    wx = np.stack([np.interp(xx, lx, e) for e in np.eye(len(lx))], axis=1)
+    return wy @ values @ wx.T
 
 
 def tiles_source(folder: str | os.PathLike, parameter: str = "embeddings") -> EmbeddingSource:
@@ -491,131 +685,98 @@ def _zarr_transform(attrs: dict, group, path: Path, parameter: str) -> Affine:
     raise LczError(parameter, f"{path} has no transform attribute.\n{ZARR_CONVENTION}")
 
 
-# ---------------------------------------------------------------- TESSERA
-
-
-TESSERA_EMBEDDINGS = "global_0.1_degree_representation"
-TESSERA_LANDMASKS = "global_0.1_degree_tiff_all"
-
-
-class TesseraTile(EmbeddingSource):
-    """One geotessera tile: int8 (H, W, 128) x scales, on the grid of its landmask GeoTIFF."""
-
-    def __init__(self, npy: Path, landmask: Path, version: str) -> None:
-        import rasterio
-
-        super().__init__()
-        stem = npy.stem
-        self._values = np.load(npy, mmap_mode="r")
-        self._scales = np.load(npy.with_name(f"{stem}_scales.npy"), mmap_mode="r")
-        with rasterio.open(landmask) as mask:
-            self.crs = mask.crs
-            self.transform = north_up(mask.transform, mask.height, "embeddings")
-            if mask.transform.e > 0:
-                raise LczError(
-                    "embeddings", f"{landmask}: bottom-up TESSERA landmasks are unexpected"
-                )
-            shape = (mask.height, mask.width)
-        if self._values.shape[:2] != shape:
-            raise LczError("embeddings", f"{npy} is {self._values.shape[:2]}, its landmask {shape}")
-        self.height, self.width, self.count = self._values.shape
-        self.band_names = [f"T{i:03d}" for i in range(self.count)]
-        self.dtype = str(self._values.dtype)
-        self.name = f"tessera {version} {stem}"
-        self.feature_space = f"tessera {version}"
-
-    def _read(self, window: Window) -> np.ndarray:
-        rows = slice(window.row_off, window.row_off + window.height)
-        cols = slice(window.col_off, window.col_off + window.width)
-        values = np.asarray(self._values[rows, cols], dtype=np.float32)
-        scales = np.asarray(self._scales[rows, cols], dtype=np.float32)
-        if scales.ndim == 2:
-            scales = scales[..., None]
-        return np.moveaxis(values * scales, 2, 0)
-
-
-def tessera_tile_names(bounds_lonlat: Bounds) -> list[str]:
-    """Names (grid_<lon>_<lat>, centres on 0.05 + k * 0.1 degrees) of tiles meeting a lon/lat box."""
-    west, south, east, north = bounds_lonlat
-    names = []
-    for j in range(math.floor(south * 10), math.ceil(north * 10)):
-        for i in range(math.floor(west * 10), math.ceil(east * 10)):
-            names.append(f"grid_{(i + 0.5) / 10:.2f}_{(j + 0.5) / 10:.2f}")
-    return names
-
-
-def tessera_source(
-    root: str | os.PathLike,
-    year: int,
-    bounds: Bounds,
-    bounds_crs: str | CRS = "EPSG:4326",
-    version: str = "v1.1",
-    crs: str | CRS | None = None,
-) -> MosaicSource:
-    """The local geotessera tiles covering `bounds`, stitched into one source (in `crs`, default
-    the UTM zone of the extent's centre). Layout under `root`:
-    global_0.1_degree_representation/<year>/grid_X_Y/grid_X_Y.npy (+ _scales.npy) and
-    global_0.1_degree_tiff_all/grid_X_Y.tiff (landmask: CRS and transform)."""
-    from rasterio.warp import transform_bounds
-
-    from .cities import utm_crs_for
-
-    root = Path(root)
-    lonlat = transform_bounds(
-        CRS.from_user_input(bounds_crs), CRS.from_epsg(4326), *bounds, densify_pts=21
-    )
-    year_dir = root / TESSERA_EMBEDDINGS / str(year)
-    if not year_dir.is_dir():
-        raise LczError(
-            "embeddings",
-            f"{year_dir} does not exist; is {root} a geotessera copy with year {year}?",
-        )
-    tiles = []
-    for name in tessera_tile_names(lonlat):
-        npy = year_dir / name / f"{name}.npy"
-        if npy.is_file():
-            tiles.append(TesseraTile(npy, root / TESSERA_LANDMASKS / f"{name}.tiff", version))
-    if not tiles:
-        raise LczError(
-            "extent",
-            f"no TESSERA tiles of {year} under {root} cover lon/lat {tuple(round(v, 4) for v in lonlat)}",
-        )
-    target = crs or utm_crs_for((lonlat[0] + lonlat[2]) / 2, (lonlat[1] + lonlat[3]) / 2)
-    mosaic = MosaicSource(tiles, f"tessera {version} {year} {root}", crs=target, res=10.0)
-    mosaic.feature_space = f"tessera {version}"
-    return mosaic
-
-
 # ---------------------------------------------------------------- dispatch
 
 
-SOURCE_KINDS = ("auto", "geotiff", "zarr", "aef")
+GLOBAL_KINDS = ("tessera", "tessera-zarr", "aef-index")  # read onto a city grid
 
 
 def open_source(
     path: str | os.PathLike,
     kind: str = "auto",
     parameter: str = "embeddings",
-    **options: Any,
+    *,
+    array: str | None = None,
+    dequantise: str = "quadratic",
+    year: int | None = None,
+    extent: Bounds | None = None,
+    extent_crs: str | None = None,
+    crs: str | None = None,
+    variant: str = "auto",
 ) -> EmbeddingSource:
-    """Open an embedding source: 'geotiff' (file, VRT or folder of tiles), 'zarr' or 'aef'."""
-    path = Path(path)
-    if not path.exists():
-        raise LczError(parameter, f"{path} does not exist")
-    if kind == "auto":
-        is_zarr = (
-            path.suffix == ".zarr"
-            or (path / "zarr.json").is_file()
-            or (path / ".zgroup").is_file()
-            or (path / ".zarray").is_file()
+    """Open an embedding source of any kind (see SOURCE_KINDS) from a path or an https:// or
+    s3:// URL: 'geotiff' (file, VRT or folder of tiles), 'zarr', 'aef' (one AlphaEarth file),
+    'tessera' (a geotessera tile folder), 'tessera-zarr' (a TESSERA zarr store), 'aef-index'
+    (AlphaEarth files listed by an aef_index). The last three cover the globe: they need the
+    `extent` (in `extent_crs`, default EPSG:4326) and read it, with a margin, onto a city grid
+    in `crs` (default the UTM zone of the extent's centre) for the `year`."""
+    from .remote import is_url
+
+    if kind not in SOURCE_KINDS:
+        raise LczError(
+            "source_kind", f"unknown source kind {kind!r}; use one of {', '.join(SOURCE_KINDS)}"
         )
-        kind = "zarr" if is_zarr else "geotiff"
+    remote = is_url(path)
+    if not remote:
+        path = Path(path)
+        if not path.exists():
+            raise LczError(parameter, f"{path} does not exist")
+    if kind == "auto":
+        kind = _detect_kind(path, parameter)
+    if kind in GLOBAL_KINDS:
+        if extent is None:
+            raise LczError(
+                "extent",
+                f"{kind} embeddings cover many places; give the extent of the city to read",
+            )
+        extent_crs = extent_crs or "EPSG:4326"
+        grid_options = dict(year=year, extent=extent, extent_crs=extent_crs, crs=crs)
+        if kind == "aef-index":
+            from .alphaearth import aef_index_source
+
+            return aef_index_source(
+                path, dequantise=dequantise, parameter=parameter, **grid_options
+            )
+        from .tessera import tessera_store_source, tessera_tiles_source
+
+        opener = tessera_store_source if kind == "tessera-zarr" else tessera_tiles_source
+        return opener(path, variant=variant, parameter=parameter, **grid_options)
     if kind == "zarr":
-        return ZarrSource(path, options.get("array"), parameter)
+        if remote:
+            raise LczError(
+                parameter, "zarr arrays are read from local paths; URLs are for TESSERA stores"
+            )
+        return ZarrSource(path, array, parameter)
     if kind == "aef":
-        return AlphaEarthSource(path, options.get("dequantise", "quadratic"), parameter)
-    if kind == "geotiff":
-        return tiles_source(path, parameter) if path.is_dir() else GeoTiffSource(path, parameter)
-    raise LczError(
-        "source_kind", f"unknown source kind {kind!r}; use one of {', '.join(SOURCE_KINDS)}"
-    )
+        return AlphaEarthSource(path, dequantise, parameter)
+    if not remote and Path(path).is_dir():
+        return tiles_source(path, parameter)
+    return GeoTiffSource(path, parameter)
+
+
+def _detect_kind(path: str | Path, parameter: str) -> str:
+    """The kind of a source from its name and content (a root group's attributes for zarr)."""
+    from .remote import is_url
+
+    name = str(path).rstrip("/")
+    if name.endswith(".parquet") or Path(name).stem == "aef_index":
+        return "aef-index"
+    if is_url(path):
+        from .remote import exists
+
+        if name.lower().endswith(GEOTIFF_SUFFIXES):
+            return "geotiff"
+        is_store = name.endswith(".zarr") or exists(f"{name}/zarr.json", parameter)
+        return "tessera-zarr" if is_store else "tessera"
+    path = Path(path)
+    if (path / "zarr.json").is_file() or (path / ".zgroup").is_file() or path.suffix == ".zarr":
+        from .tessera import is_tessera_store
+
+        return "tessera-zarr" if is_tessera_store(path) else "zarr"
+    if (path / ".zarray").is_file():
+        return "zarr"
+    if path.is_dir():
+        from .tessera import is_tessera_folder
+
+        return "tessera" if is_tessera_folder(path) else "geotiff"
+    return "geotiff"

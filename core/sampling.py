@@ -42,6 +42,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from . import checks
+from .choices import SPLIT_METHODS
 from .datasets import SPLIT_CODES, SPLIT_NAMES, Batch, write_dataset
 from .errors import LczError
 from .grid import Grid, make_grid, write_grid
@@ -50,7 +51,6 @@ from .lcz import CODES, LCZ_CLASSES
 from .progress import Progress, SubProgress
 from .rasters import Bounds, EmbeddingSource
 
-SPLIT_METHODS = ("random", "blocks", "stripes", "checkerboard", "polygons")
 EXCLUDED, UNUSED = -1, -2
 CHECKERBOARD_SHARES = (0.5, 0.25, 0.25)
 TOLERANCE = 0.05  # realised shares further than this from the asked ones are refused

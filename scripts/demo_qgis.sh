@@ -15,11 +15,25 @@ run() {
 }
 qgis plugins enable lcz_qgis > /dev/null || true  # exits 1 when already enabled
 d=$demo_dir
-run lcz:samplepatches -- EMBEDDINGS="$d/synthetic_embeddings.tif" LABELS="$d/synthetic_lcz_labels_10m.tif" \
+# the embeddings as the chosen product: a GeoTIFF, or a product read over the city's extent
+py="$repo/.venv/bin/python"
+kind() { "$py" -c "from lcz_core.choices import SOURCE_KINDS; print(SOURCE_KINDS.index('$1'))"; }
+extent=$("$py" -c "import rasterio; b = rasterio.open('$d/synthetic_embeddings.tif').bounds
+print(f'{b.left},{b.right},{b.bottom},{b.top} [EPSG:32633]')")
+case "${2:-geotiff}" in
+    geotiff) embeddings=(EMBEDDINGS="$d/synthetic_embeddings.tif") ;;
+    tessera) embeddings=(EMBEDDINGS_FOLDER="$d/tessera.zarr" SOURCE_KIND="$(kind tessera-zarr)"
+                         YEAR=2024 EXTENT="$extent") ;;
+    aef) embeddings=(EMBEDDINGS="$d/aef/v1/annual/aef_index.parquet" SOURCE_KIND="$(kind aef-index)"
+                     YEAR=2024 EXTENT="$extent") ;;
+    *) echo "unknown demo source $2: use geotiff, tessera or aef" >&2; exit 2 ;;
+esac
+echo "Embeddings: ${embeddings[*]}"
+run lcz:samplepatches -- "${embeddings[@]}" LABELS="$d/synthetic_lcz_labels_10m.tif" \
     OUTPUT="$d/dataset" GRID_OUTPUT="$d/sampled_cells.gpkg"
 run lcz:trainpatchclassifier -- DATASET="$d/dataset" EPOCHS=15 OVERWRITE=true OUTPUT="$d/run"
 run lcz:evaluatemodel -- MODEL="$d/run/model.safetensors" DATASET="$d/dataset" OUTPUT="$d/evaluation"
-run lcz:predictlczmap -- MODEL="$d/run/model.safetensors" EMBEDDINGS="$d/synthetic_embeddings.tif" \
+run lcz:predictlczmap -- MODEL="$d/run/model.safetensors" "${embeddings[@]}" \
     OUTPUT="$d/predicted_lcz.tif" CONFIDENCE="$d/predicted_confidence.tif"
 run lcz:importlczmap -- INPUT="$d/synthetic_reference_100m.tif" OUTPUT="$d/reference_lcz.tif"
 run lcz:comparelczmaps -- INPUT="$d/predicted_lcz.tif" REFERENCE="$d/reference_lcz.tif" \

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from ..spec import Step
 from .demo import DEMO_CITY, write_demo_city
+from .embeddings import (
+    CHECK_EMBEDDINGS,
+    EMBEDDING_RGB,
+    EMBEDDING_SIMILARITY,
+    PIXOO64,
+    check_embeddings,
+    embedding_rgb,
+    embedding_similarity,
+    pixoo64,
+)
 from .lcz_maps import (
     COMPARE_LCZ_MAPS,
     IMPORT_LCZ_MAP,
@@ -21,14 +31,6 @@ from .modelling import (
     predict_lcz_map,
     train_patch_classifier,
     train_segmentation,
-)
-from .pictures import (
-    EMBEDDING_RGB,
-    EMBEDDING_SIMILARITY,
-    PIXOO64,
-    embedding_rgb,
-    embedding_similarity,
-    pixoo64,
 )
 from .training_data import (
     CREATE_GRID,
@@ -51,6 +53,7 @@ STEPS: tuple[Step, ...] = (
     TRAIN_SEGMENTATION,
     EVALUATE_MODEL,
     PREDICT,
+    CHECK_EMBEDDINGS,
     EMBEDDING_RGB,
     EMBEDDING_SIMILARITY,
     PIXOO64,
@@ -61,6 +64,7 @@ STEP_BY_NAME = {step.name: step for step in STEPS}
 __all__ = [
     "STEPS",
     "STEP_BY_NAME",
+    "check_embeddings",
     "compare_lcz_maps",
     "create_grid",
     "embedding_rgb",

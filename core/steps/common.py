@@ -5,7 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..choices import CODINGS, DEQUANTISATIONS, LABEL_KINDS, SOURCE_KINDS, SPLIT_METHODS
+from ..choices import (
+    CODINGS,
+    DEQUANTISATIONS,
+    LABEL_KINDS,
+    SOURCE_KINDS,
+    SPLIT_METHODS,
+    TESSERA_VARIANTS,
+)
 from ..spec import Param
 
 EMBEDDINGS = (
@@ -27,6 +34,21 @@ EMBEDDINGS = (
         "dequantise", "enum", "AlphaEarth int8 dequantisation",
         "quadratic: sign(v) * (v / 127.5)^2 (the export convention); linear: v / 127",
         default="quadratic", choices=DEQUANTISATIONS, advanced=True, group="Embeddings",
+    ),
+    Param(
+        "year", "int", "Year",
+        "TESSERA stores and tiles, the AlphaEarth index: the year to read (one year: none needed)",
+        optional=True, minimum=2000, maximum=2100, group="Embeddings",
+    ),
+    Param(
+        "grid_crs", "crs", "City grid CRS",
+        "TESSERA and the AlphaEarth index are read onto this grid (default: the UTM zone of the "
+        "extent's centre)", optional=True, advanced=True, group="Embeddings",
+    ),
+    Param(
+        "variant", "string", "TESSERA version and variant",
+        f"auto: as the data says; else {', '.join(TESSERA_VARIANTS[1:])} or a newer name; a "
+        "value the data contradicts is refused", default="auto", advanced=True, group="Embeddings",
     ),
 )  # fmt: skip
 EXTENT = (
@@ -127,20 +149,30 @@ def optional(params: tuple[Param, ...]) -> tuple[Param, ...]:
     return tuple(dataclasses.replace(p, optional=True) for p in params)
 
 
+SOURCE_OPTIONS = ("source_kind", "array", "dequantise", "year", "grid_crs", "variant")
+
+
+def source_options(values: dict[str, Any]) -> dict[str, Any]:
+    """Take the embedding source options out of the values, as open_source's keywords."""
+    options = {name: values.pop(name) for name in SOURCE_OPTIONS}
+    options["kind"], options["crs"] = options.pop("source_kind"), options.pop("grid_crs")
+    return options
+
+
 def open_embeddings(values: dict[str, Any]):
     """The embedding source named by the values and the extent in its CRS (None = all)."""
     from ..cities import reproject_extent
     from ..rasters import open_source
 
+    extent, extent_crs = values["extent"], values["extent_crs"]
     source = open_source(
         values["embeddings"],
-        values["source_kind"],
-        array=values["array"],
-        dequantise=values["dequantise"],
+        extent=extent,
+        extent_crs=extent_crs,
+        **source_options(dict(values)),
     )
-    extent = values["extent"]
-    if extent is not None and values["extent_crs"]:
-        extent = reproject_extent(extent, values["extent_crs"], source.crs)
+    if extent is not None and (extent_crs or source.default_extent_crs):
+        extent = reproject_extent(extent, extent_crs or source.default_extent_crs, source.crs)
     return source, extent
 
 

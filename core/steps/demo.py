@@ -20,13 +20,22 @@ DEMO_CITY = Step(
             "size", "int", "Size (pixels a side)", "10 m pixels; a multiple of 10, at least 64",
             default=480, minimum=64, maximum=20_000,
         ),
+        Param(
+            "products", "bool", "Also as TESSERA and AlphaEarth products",
+            "write the embeddings again as a TESSERA-layout zarr store (tessera.zarr) and an "
+            "AlphaEarth COG-mirror layout with its index (aef/v1/annual/aef_index.parquet)",
+            default=False,
+        ),
     ),
     qgis=False,
 )  # fmt: skip
 
 
 @DEMO_CITY.implementation
-def write_demo_city(*, output: str, progress: Any, **values: Any) -> dict[str, Any]:
+def write_demo_city(*, output: str, products: bool, progress: Any, **values: Any) -> dict[str, Any]:
     from ..demo import make_demo_city
+    from ..demo_products import write_demo_products
 
-    return {"output": output, **make_demo_city(output, progress=progress, **values).as_dict()}
+    city = make_demo_city(output, progress=progress, **values)
+    written = write_demo_products(city, progress=progress).as_dict() if products else {}
+    return {"output": output, **city.as_dict(), **written}

@@ -234,7 +234,7 @@ PREDICT = Step(
 
 
 @PREDICT.implementation
-def predict_lcz_map(*, progress: Any, **values: Any) -> dict[str, Any]:
+def predict_lcz_map(*, grid_crs: str | None, progress: Any, **values: Any) -> dict[str, Any]:
     from ..predict import predict_raster
 
-    return predict_raster(progress=progress, **values)
+    return predict_raster(crs=grid_crs, progress=progress, **values)

@@ -1,5 +1,5 @@
 """Embedding sources on real and written files: GeoTIFF, tiles, zarr (v3, xarray-style v2),
-TESSERA layout, AlphaEarth int8 (bottom-up rows), masks; cities and UTM zones."""
+AlphaEarth int8 (bottom-up rows), masks; cities and UTM zones (TESSERA: test_tessera.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,7 @@ from rasterio.windows import Window
 
 from lcz_core.cities import extent_to_utm, load_catalogue, reproject_extent, utm_crs_for
 from lcz_core.errors import LczError
-from lcz_core.rasters import (
-    TESSERA_EMBEDDINGS,
-    TESSERA_LANDMASKS,
-    GeoTiffSource,
-    open_source,
-    tessera_source,
-)
+from lcz_core.rasters import GeoTiffSource, open_source
 
 BERLIN_TIF = "berlin/Berlin_S2_2024-10-24_sample.tif"
 
@@ -137,67 +131,6 @@ def test_alphaearth_int8_bottom_up_dequantised(tmp_path):
     with pytest.raises(LczError, match="unknown rule") as error:
         open_source(path, kind="aef", dequantise="cubic")
     assert error.value.parameter == "dequantise"
-
-
-def _tessera_tile(root, year, name, transform, crs, values, scales):
-    folder = root / TESSERA_EMBEDDINGS / str(year) / name
-    folder.mkdir(parents=True)
-    np.save(folder / f"{name}.npy", values)
-    np.save(folder / f"{name}_scales.npy", scales)
-    (root / TESSERA_LANDMASKS).mkdir(exist_ok=True)
-    mask = np.ones((1, *values.shape[:2]), np.uint8)
-    _write_tif(root / TESSERA_LANDMASKS / f"{name}.tiff", mask, transform, crs=crs)
-
-
-def test_tessera_tiles_stitched_on_their_utm_grid(tmp_path):
-    rng = np.random.default_rng(3)
-    crs = "EPSG:32630"  # tiles near lon -1.95, lat 48.05 (Rennes): UTM 30N
-    left = {
-        "values": rng.integers(-127, 128, (12, 10, 128), dtype=np.int8),
-        "scales": rng.random((12, 10), np.float32),
-    }
-    right = {
-        "values": rng.integers(-127, 128, (12, 10, 128), dtype=np.int8),
-        "scales": rng.random((12, 10, 128), np.float32),
-    }
-    x0, y0 = 577_000.0, 5_323_000.0
-    _tessera_tile(tmp_path, 2024, "grid_-1.95_48.05", Affine(10, 0, x0, 0, -10, y0), crs, **left)
-    _tessera_tile(
-        tmp_path, 2024, "grid_-1.85_48.05", Affine(10, 0, x0 + 100, 0, -10, y0), crs, **right
-    )
-    bounds = (-2.0, 48.0, -1.8, 48.1)
-    with tessera_source(tmp_path, 2024, bounds, version="v1.1") as source:
-        assert source.crs.to_epsg() == 32630 and source.count == 128
-        assert (source.width, source.height) == (20, 12)
-        out = source.read(Window(5, 2, 10, 4))
-    expected_left = left["values"][2:6, 5:10].astype(np.float32) * left["scales"][2:6, 5:10, None]
-    expected_right = right["values"][2:6, 0:5].astype(np.float32) * right["scales"][2:6, 0:5]
-    np.testing.assert_allclose(out[:, :, :5], np.moveaxis(expected_left, 2, 0), rtol=1e-6)
-    np.testing.assert_allclose(out[:, :, 5:], np.moveaxis(expected_right, 2, 0), rtol=1e-6)
-    with pytest.raises(LczError, match="no TESSERA tiles") as error:
-        tessera_source(tmp_path, 2024, (10.0, 50.0, 10.1, 50.1))
-    assert error.value.parameter == "extent"
-
-
-def test_tessera_tile_in_another_zone_is_warped(tmp_path):
-    rng = np.random.default_rng(4)
-    values = rng.integers(1, 100, (30, 30, 128), dtype=np.int8)
-    scales = np.ones((30, 30), np.float32)
-    _tessera_tile(
-        tmp_path,
-        2024,
-        "grid_0.05_51.55",
-        Affine(10, 0, 695_000, 0, -10, 5_716_000),
-        "EPSG:32630",
-        values,
-        scales,
-    )
-    with tessera_source(tmp_path, 2024, (0.0, 51.5, 0.1, 51.6), crs="EPSG:32631") as source:
-        assert source.crs.to_epsg() == 32631
-        out = source.read(Window(0, 0, source.width, source.height))
-    valid = np.isfinite(out[0])
-    assert 0.8 * 900 < valid.sum() < 1.2 * 900  # one tile's area, resampled nearest
-    assert set(np.unique(out[0][valid])) <= set(np.unique(values[:, :, 0]).astype(np.float32))
 
 
 def test_utm_zones_and_extent_reprojection():

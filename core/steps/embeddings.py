@@ -1,4 +1,5 @@
-"""Steps that picture embeddings: false colour, similarity to a place, the 64 x 64 screen."""
+"""Steps on the embeddings themselves: a check of a download, false colour, similarity to a place,
+the 64 x 64 screen."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from ..choices import STRETCHES
 from ..errors import LczError
 from ..spec import Output, Param, Step
-from .common import EMBEDDINGS, EXTENT, optional
+from .common import EMBEDDINGS, EXTENT, optional, source_options
 
 GROUP = "Embeddings"
 STRETCH = (
@@ -63,7 +64,13 @@ EMBEDDING_RGB = Step(
 def embedding_rgb(*, percentiles: str, progress: Any, **values: Any) -> dict[str, Any]:
     from ..pictures import embedding_rgb as paint
 
-    return paint(percentiles=parse_percentiles(percentiles), progress=progress, **values)
+    options = source_options(values)
+    return paint(
+        percentiles=parse_percentiles(percentiles),
+        source_options=options,
+        progress=progress,
+        **values,
+    )
 
 
 EMBEDDING_SIMILARITY = Step(
@@ -97,7 +104,10 @@ def embedding_similarity(*, polygons: str | None, progress: Any, **values: Any) 
     from ..spec import split_layer
 
     path, layer = split_layer(polygons) if polygons else (None, None)
-    return similarity(polygons=path, layer=layer, progress=progress, **values)
+    options = source_options(values)
+    return similarity(
+        polygons=path, layer=layer, source_options=options, progress=progress, **values
+    )
 
 
 PIXOO64 = Step(
@@ -145,5 +155,60 @@ def pixoo64(*, percentiles: str, pixoo: str | None, progress: Any, **values: Any
     from ..pixoo import pixoo64 as screen
 
     return screen(
-        percentiles=parse_percentiles(percentiles), device=pixoo, progress=progress, **values
+        percentiles=parse_percentiles(percentiles),
+        device=pixoo,
+        source_options=source_options(values),
+        progress=progress,
+        **values,
     )
+
+
+CHECK_EMBEDDINGS = Step(
+    "check-embeddings",
+    "Check embeddings",
+    GROUP,
+    "Checks downloaded embeddings over an extent (and year): pixels, valid pixels, missing pixels "
+    "(nodata, invalid TESSERA scales, all-zero vectors) and suspect pixels (norms far from 1 for "
+    "AlphaEarth or robust outliers otherwise, runs of identical vectors along rows or columns, "
+    "constant tiles), per file, tile or zone. Writes a JSON report, a styled mask raster (valid, "
+    "missing, suspect) and an HTML report with a small map, window by window.",
+    (
+        *EMBEDDINGS,
+        *EXTENT,
+        Param(
+            "norm_tolerance", "float", "AlphaEarth norm tolerance",
+            "|norm - 1| above this is suspect (AlphaEarth vectors have unit length)",
+            default=0.05, minimum=0.001, maximum=1.0, advanced=True,
+        ),
+        Param(
+            "outlier_mads", "float", "Norm outlier distance (MADs)",
+            "other sources: robust deviations of the norm from its median that make a pixel suspect",
+            default=8.0, minimum=0.5, maximum=1000.0, advanced=True,
+        ),
+        Param(
+            "stripe_px", "int", "Striping run (pixels)",
+            "runs of identical vectors this long along a row or column are striping",
+            default=16, minimum=2, maximum=100_000, advanced=True,
+        ),
+        Param("output", "output_file", "Report (JSON)", file_filter="JSON files (*.json)"),
+        Param("mask", "output_raster", "Mask raster", "valid, missing, suspect", optional=True),
+        Param(
+            "report_html", "output_file", "Report (HTML)", optional=True,
+            file_filter="HTML files (*.html)",
+        ),
+    ),
+    (
+        Output("pixels", "number", "Pixels"),
+        Output("valid_pixels", "number", "Valid pixels"),
+        Output("missing_pixels", "number", "Missing pixels"),
+        Output("suspect_pixels", "number", "Suspect pixels"),
+        Output("feature_space", "string", "Feature space"),
+    ),
+)  # fmt: skip
+
+
+@CHECK_EMBEDDINGS.implementation
+def check_embeddings(*, grid_crs: str | None, progress: Any, **values: Any) -> dict[str, Any]:
+    from ..embedding_qa import check_embeddings as check
+
+    return check(crs=grid_crs, progress=progress, **values)
