@@ -837,7 +837,7 @@ def make_dataset(
             raise LczError(
                 "grid_output", "a grid file holds one city; leave it out for several cities"
             )
-        result["grid"] = str(
+        result["grid_output"] = str(
             write_grid(
                 grids[0][0], grid_output, grids[0][1], only_used=True, parameter="grid_output"
             )

@@ -131,7 +131,11 @@ def _train(task: str, values: dict[str, Any], progress: Any) -> dict[str, Any]:
     settings.update({k: v for k, v in options.items() if v is not None})
     config = TrainConfig(task=task, **{k: v for k, v in settings.items() if v is not None})
     result = train(dataset, output, config, progress, overwrite=values["overwrite"])
-    return {**result, "test_oa": result["metrics"].get("test", {}).get("oa")}
+    return {
+        **result,
+        "output": result["run_folder"],
+        "test_oa": result["metrics"].get("test", {}).get("oa"),
+    }
 
 
 @TRAIN_PATCH_CLASSIFIER.implementation
