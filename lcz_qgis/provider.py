@@ -1,11 +1,10 @@
 """The `lcz` Processing provider and its settings."""
 
-from pathlib import Path
-
-from qgis.core import QgsProcessingProvider
-from qgis.PyQt.QtGui import QIcon
+from qgis.core import QgsApplication, QgsProcessingProvider
 
 from .algorithms import algorithms
+from .icon import ICON_PATH, lcz_icon
+from .models import shipped_models
 from .worker import WORKER_PYTHON_SETTING, default_worker_python
 
 try:  # the Processing plugin is there in the desktop and in qgis_process
@@ -24,7 +23,10 @@ class LczProvider(QgsProcessingProvider):
         return "Local Climate Zones"
 
     def icon(self):
-        return QIcon(str(Path(__file__).parent / "icon.svg"))
+        return lcz_icon()
+
+    def svgIconPath(self):  # noqa: N802 (QGIS API)
+        return ICON_PATH
 
     def longName(self):  # noqa: N802 (QGIS API)
         return "Local Climate Zones (LCZ) from embeddings"
@@ -42,8 +44,15 @@ class LczProvider(QgsProcessingProvider):
                 )
             )
             ProcessingConfig.readSettings()
+        # a model finds its steps in the registry: load the models once this provider is there
+        QgsApplication.processingRegistry().providerAdded.connect(self._registered)
         self.refreshAlgorithms()
         return True
+
+    def _registered(self, provider_id):
+        if provider_id == self.id():
+            QgsApplication.processingRegistry().providerAdded.disconnect(self._registered)
+            self.refreshAlgorithms()
 
     def unload(self):
         if ProcessingConfig is not None:
@@ -52,6 +61,9 @@ class LczProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
         for algorithm in algorithms():
             self.addAlgorithm(algorithm())
+        if QgsApplication.processingRegistry().providerById(self.id()) is not None:
+            for model in shipped_models():
+                self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self):  # noqa: N802 (QGIS API)
         return ["tif"]

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
+from ..icon import ICON_PATH, lcz_icon
 from ..worker import run_core
 from .parameters import (
     definitions,
@@ -37,6 +38,12 @@ class LczAlgorithm(QgsProcessingAlgorithm):
 
     def groupId(self):  # noqa: N802 (QGIS API)
         return self.step.group.lower().replace(" ", "")
+
+    def icon(self):
+        return lcz_icon()
+
+    def svgIconPath(self):  # noqa: N802 (QGIS API)
+        return ICON_PATH
 
     def shortHelpString(self):  # noqa: N802 (QGIS API)
         return help_html(self.step)
