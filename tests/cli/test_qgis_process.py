@@ -237,3 +237,53 @@ def test_qgis_process_help_matches_the_command_line_help(repo_env, step_name):
         if param.default is not None and not param.inherit_from:
             assert f"Default: {param.describe_default()}." in shown
             assert f"(default: {param.describe_default()})" in cli
+
+
+@pytest.mark.slow
+def test_shipped_pipeline_model_runs_from_the_command_line(repo_env, demo_city, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from lcz_core.lcz import CLASS_BY_CODE
+
+    outputs = {
+        "sample:dataset": tmp_path / "dataset",
+        "sample:cells": tmp_path / "cells.gpkg",
+        "train:run": tmp_path / "run",
+        "predict:lcz_map": tmp_path / "lcz.tif",
+        "predict:confidence": tmp_path / "confidence.tif",
+        "compare:report": tmp_path / "agreement.json",
+        "compare:reference": tmp_path / "reference.tif",
+        "compare:confusion_png": tmp_path / "confusion.png",
+    }
+    done, report = _run_json(
+        repo_env,
+        "lcz:lczpipeline",
+        embeddings=demo_city.embeddings_tif,
+        labels=demo_city.labels,
+        reference=demo_city.reference,
+        epochs=2,
+        **outputs,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert report["results"] == {name: str(path) for name, path in outputs.items()}
+    assert all(path.exists() for path in outputs.values())
+    # each step read what the step before it wrote
+    commands = [line for line in report["log"]["info"] if line.startswith("Worker: ")]
+    assert [c.split(" --jsonl ")[1].split()[0] for c in commands] == [
+        "sample-patches", "train-patch-classifier", "predict", "compare-lcz-maps",
+    ]  # fmt: skip
+    assert f"--dataset {outputs['sample:dataset']} " in commands[1]
+    assert f"--model {outputs['train:run'] / 'model.safetensors'} " in commands[2]
+    assert f"--input={outputs['predict:lcz_map']} " in commands[3]
+    assert f"--reference={demo_city.reference} " in commands[3]
+    assert json.loads(outputs["compare:report"].read_text())["metrics"]["n"] > 0
+    # the maps and the cells are styled: a legend of the classes present, the cells by split
+    for name in ("predict:lcz_map", "compare:reference"):
+        with rasterio.open(outputs[name]) as src:
+            present = sorted(set(np.unique(src.read(1)).tolist()) - {0})
+        entries = ET.parse(outputs[name].with_suffix(".qml")).iter("paletteEntry")
+        assert [(int(e.get("value")), e.get("label")) for e in entries] == [
+            (code, CLASS_BY_CODE[code].label) for code in present
+        ]
+    cells_style = ET.parse(outputs["sample:cells"].with_suffix(".qml")).getroot()
+    assert cells_style.find("renderer-v2").get("attr") == "split"
