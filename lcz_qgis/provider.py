@@ -5,6 +5,7 @@ from qgis.core import QgsApplication, QgsProcessingProvider
 from .algorithms import algorithms
 from .icon import ICON_PATH, lcz_icon
 from .models import shipped_models
+from .setup_worker import SetupWorker
 from .worker import WORKER_PYTHON_SETTING, default_worker_python
 
 try:  # the Processing plugin is there in the desktop and in qgis_process
@@ -61,6 +62,7 @@ class LczProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 (QGIS API)
         for algorithm in algorithms():
             self.addAlgorithm(algorithm())
+        self.addAlgorithm(SetupWorker())
         if QgsApplication.processingRegistry().providerById(self.id()) is not None:
             for model in shipped_models():
                 self.addAlgorithm(model)

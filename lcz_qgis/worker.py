@@ -30,13 +30,14 @@ CANCELLED = (
 )
 
 
-def _python_in(venv):
+def venv_python(venv):
+    """The Python interpreter of a venv."""
     return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
 def default_worker_python():
     """The first worker interpreter that exists: the repo's .venv, then the user venv."""
-    for candidate in (_python_in(PLUGIN_DIR.parent / ".venv"), _python_in(USER_VENV)):
+    for candidate in (venv_python(PLUGIN_DIR.parent / ".venv"), venv_python(USER_VENV)):
         if candidate.exists():
             return str(candidate)
     return None
@@ -55,8 +56,9 @@ def worker_python():
     python = configured or default_worker_python()
     if not python or not Path(python).exists():
         raise QgsProcessingException(
-            f"No worker Python found (tried {python or 'the defaults'}). Create a venv with the "
-            f"plugin's dependencies at {USER_VENV} (see the README), or set "
+            f"No worker Python found (tried {python or 'the defaults'}). Run the algorithm "
+            "Local Climate Zones > Setup > Set up worker Python (lcz:setupworker): it creates a "
+            f"venv with the plugin's dependencies at {USER_VENV}. Or set "
             "Settings > Options > Processing > Providers > Local Climate Zones > Worker Python "
             f"interpreter, or the environment variable {WORKER_PYTHON_ENV}."
         )
@@ -77,6 +79,50 @@ def _pump(stream, sink):
     stream.close()
 
 
+def stream_process(argv, env, feedback, on_line, merge_stderr=False):
+    """Run `argv`, handing each line of its output to `on_line`, until it ends or is cancelled.
+
+    Returns the exit code (None when the user cancelled: the process was stopped) and the last
+    lines of its standard error (of its output with `merge_stderr`).
+    """
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+    )
+    lines = queue.Queue()
+    tail = deque(maxlen=40)
+    threading.Thread(target=_pump, args=(process.stdout, lines.put), daemon=True).start()
+    stderr_thread = None
+    if not merge_stderr:
+        stderr_thread = threading.Thread(
+            target=_pump, args=(process.stderr, tail.append), daemon=True
+        )
+        stderr_thread.start()
+    while True:
+        if feedback.isCanceled():
+            _stop(process)
+            return None, list(tail)
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            if process.poll() is not None and lines.empty():
+                break
+            continue
+        if merge_stderr:
+            tail.append(line)
+        on_line(line)
+    process.wait()
+    if stderr_thread is not None:
+        stderr_thread.join(timeout=5)
+    return process.returncode, list(tail)
+
+
 def run_core(command, arguments, feedback, labels=None):
     """Run `python -m lcz_core <command> <arguments>` in the worker; return its outputs dict.
 
@@ -84,37 +130,13 @@ def run_core(command, arguments, feedback, labels=None):
     """
     argv = [worker_python(), "-m", "lcz_core", "--jsonl", command, *[str(a) for a in arguments]]
     feedback.pushCommandInfo("Worker: " + " ".join(shlex.quote(a) for a in argv))
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        encoding="utf-8",
-        env=worker_environment(),
-    )
-    messages = queue.Queue()
-    stderr_tail = deque(maxlen=40)
-    threading.Thread(target=_pump, args=(process.stdout, messages.put), daemon=True).start()
-    stderr_thread = threading.Thread(
-        target=_pump, args=(process.stderr, stderr_tail.append), daemon=True
-    )
-    stderr_thread.start()
-    result = None
-    while True:
-        if feedback.isCanceled():
-            _stop(process)
-            raise QgsProcessingException(CANCELLED)
-        try:
-            line = messages.get(timeout=0.1)
-        except queue.Empty:
-            if process.poll() is not None and messages.empty():
-                break
-            continue
+    outputs = {}
+
+    def handle(line):
         message = _parse(line)
         if message is None:
             feedback.pushConsoleInfo(line.rstrip())
-            continue
+            return
         kind = message.get("type")
         if kind == "progress":
             feedback.setProgress(message["percent"])
@@ -123,7 +145,7 @@ def run_core(command, arguments, feedback, labels=None):
         elif kind == "log":
             feedback.pushInfo(message["message"])
         elif kind == "result":
-            result = message["outputs"]
+            outputs["result"] = message["outputs"]
         elif kind == "error":
             if message.get("traceback"):
                 feedback.pushDebugInfo(message["traceback"])
@@ -134,14 +156,16 @@ def run_core(command, arguments, feedback, labels=None):
             raise QgsProcessingException(text)
         elif kind == "cancelled":
             raise QgsProcessingException(CANCELLED)
-    process.wait()
-    stderr_thread.join(timeout=5)
-    if result is None:
+
+    returncode, stderr_tail = stream_process(argv, worker_environment(), feedback, handle)
+    if returncode is None:
+        raise QgsProcessingException(CANCELLED)
+    if "result" not in outputs:
         raise QgsProcessingException(
-            f"The worker ({argv[0]}) stopped with exit code {process.returncode} and no result:\n"
+            f"The worker ({argv[0]}) stopped with exit code {returncode} and no result:\n"
             + "".join(stderr_tail)
         )
-    return result
+    return outputs["result"]
 
 
 def _parse(line):
