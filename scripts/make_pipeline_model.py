@@ -7,13 +7,16 @@ that imports QGIS (Debian's python3 or the repo's .venv), from the repository ro
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/make_pipeline_model.py
 """
 
+import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), "/usr/share/qgis/python/plugins"]
+os.environ.setdefault("QT_HASH_SEED", "0")  # Qt writes the XML attributes in the same order each run
 
 from qgis.core import (  # noqa: E402 (after the path set-up)
+    QgsProcessing,
     QgsApplication,
     QgsProcessingModelAlgorithm,
     QgsProcessingModelChildAlgorithm,
@@ -60,6 +63,7 @@ def _child(model, child_id, algorithm, description, sources, outputs, x, depends
         output = QgsProcessingModelOutput(name, description)
         output.setChildId(child_id)
         output.setChildOutputName(output_name)
+        output.setDefaultValue(QgsProcessing.TEMPORARY_OUTPUT)  # outputs not asked for: temporary
         output.setPosition(QPointF(x + 20, 420 + 40 * len(made)))
         made[name] = output
     child.setModelOutputs(made)
