@@ -54,9 +54,14 @@ def run_algorithms():
     provider = registry.providerById("lcz")
     FINDINGS["lcz_algorithms"] = sorted(a.id() for a in provider.algorithms()) if provider else []
     FINDINGS["results"] = {}
+    FINDINGS["existing"] = {}
     for algorithm, parameters in JOB["runs"]:
         results = processing.runAndLoadResults(algorithm, parameters)
         FINDINGS["results"][algorithm] = {k: str(v) for k, v in results.items()}
+        # temporary outputs vanish when QGIS quits: note here which results are files or folders
+        FINDINGS["existing"][algorithm] = sorted(
+            k for k, v in results.items() if isinstance(v, str) and os.path.exists(v)
+        )
     FINDINGS["layers"] = [describe(layer) for layer in QgsProject.instance().mapLayers().values()]
 
 
@@ -72,7 +77,7 @@ def arrange_view():
     for node in QgsProject.instance().layerTreeRoot().findLayers():
         source = node.layer().source().split("|")[0]
         node.setItemVisibilityChecked(source in JOB["shown"])
-        if source == JOB["shown"][0]:
+        if JOB["shown"] and source == JOB["shown"][0]:
             focus = node.layer()
     fold_legends()
     canvas = iface.mapCanvas()
