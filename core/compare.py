@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import LczError
 from .lcz import BUILT_CODES, CLASS_BY_CODE, CODES, NUM_CLASSES
-from .lczmap import ROWS_PER_BLOCK, import_lcz_map, open_raster
+from .lczmap import import_lcz_map
 from .metrics import confusion_matrix, lcz_metrics, plot_confusion
 from .outputs import (
     atomic_path,
@@ -45,6 +45,7 @@ from .outputs import (
     write_text_atomic,
 )
 from .progress import Progress, SubProgress, track
+from .rasters import ROWS_PER_BLOCK, open_raster
 
 # Demuzere et al. (2022), ESSD 14:3835, doi:10.5194/essd-14-3835-2022: the Gaussian-filtered
 # global map as a Cloud Optimized GeoTIFF; GDAL fetches only the blocks of the city's window.

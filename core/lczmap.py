@@ -22,22 +22,7 @@ from .lcz import (
 )
 from .outputs import LczRasterWriter, check_writable
 from .progress import Progress, SubProgress, track
-
-ROWS_PER_BLOCK = 256
-
-
-def open_raster(path: str | Path, parameter: str = "input"):
-    """Open a raster with rasterio, or fail naming `parameter` if GDAL cannot read it."""
-    import rasterio
-
-    if not Path(path).exists() and not str(path).startswith("/vsi"):
-        raise LczError(parameter, f"{path} does not exist")
-    try:
-        return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as error:
-        raise LczError(
-            parameter, f"{path} is not a raster GDAL can read ({error}); give a GeoTIFF or similar"
-        ) from None
+from .rasters import open_raster, row_blocks
 
 
 @contextlib.contextmanager
@@ -80,7 +65,7 @@ def _warped(src, target_crs: str | None, resolution: float | None) -> Iterator[A
         yield vrt
 
 
-def clip_window(dataset, extent, extent_crs: str | None):
+def extent_window(dataset, extent, extent_crs: str | None):
     """The window of `dataset` covered by `extent` (xmin, ymin, xmax, ymax in `extent_crs`)."""
     from rasterio.errors import WindowError
     from rasterio.warp import transform_bounds
@@ -112,16 +97,6 @@ def clip_window(dataset, extent, extent_crs: str | None):
     if window.width < 1 or window.height < 1:
         raise LczError("extent", "the extent covers less than one pixel of the raster; enlarge it")
     return window
-
-
-def row_blocks(width: int, height: int, col_off: int = 0, row_off: int = 0) -> list:
-    """Windows of ROWS_PER_BLOCK full-width rows covering a width x height area."""
-    from rasterio.windows import Window
-
-    return [
-        Window(col_off, row, width, min(ROWS_PER_BLOCK, row_off + height - row))
-        for row in range(row_off, row_off + height, ROWS_PER_BLOCK)
-    ]
 
 
 def read_classes(
@@ -268,7 +243,7 @@ def import_lcz_map(
             )
         choice = choose_band(src, band, nodata, progress, Path(input).name)
         with _warped(src, target_crs, resolution) as dataset:
-            window = clip_window(dataset, extent, extent_crs)
+            window = extent_window(dataset, extent, extent_crs)
             blocks = row_blocks(
                 int(window.width), int(window.height), int(window.col_off), int(window.row_off)
             )

@@ -229,7 +229,7 @@ def plot_lcz_raster(
     """Plot an LCZ GeoTIFF (codes 1-17) to a PNG, reading it decimated when it is large."""
     from rasterio.enums import Resampling
 
-    from .lczmap import open_raster
+    from .rasters import open_raster
 
     progress = progress or Progress()
     progress.report(0, "reading")

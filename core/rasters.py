@@ -29,8 +29,8 @@ from rasterio.windows import Window
 
 from .choices import SOURCE_KINDS
 from .errors import LczError
+from .extents import Bounds
 
-Bounds = tuple[float, float, float, float]
 GEOTIFF_SUFFIXES = (".tif", ".tiff", ".vrt")
 
 
@@ -150,6 +150,33 @@ class EmbeddingSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_raster(path: str | Path, parameter: str = "input"):
+    """Open a raster with rasterio, or fail naming `parameter` if GDAL cannot read it."""
+    import rasterio
+
+    if not Path(path).exists() and not str(path).startswith("/vsi"):
+        raise LczError(parameter, f"{path} does not exist")
+    try:
+        return rasterio.open(path)
+    except rasterio.errors.RasterioIOError as error:
+        raise LczError(
+            parameter, f"{path} is not a raster GDAL can read ({error}); give a GeoTIFF or similar"
+        ) from None
+
+
+ROWS_PER_BLOCK = 256  # rows a block of a classified raster holds
+
+
+def row_blocks(width: int, height: int, col_off: int = 0, row_off: int = 0) -> list:
+    """Windows of ROWS_PER_BLOCK full-width rows covering a width x height area."""
+    from rasterio.windows import Window
+
+    return [
+        Window(col_off, row, width, min(ROWS_PER_BLOCK, row_off + height - row))
+        for row in range(row_off, row_off + height, ROWS_PER_BLOCK)
+    ]
 
 
 def clip_window(window: Window, width: int, height: int) -> Window | None:
@@ -350,7 +377,7 @@ def city_grid(
     """The pixel grid of a city: `extent` plus at least `margin` pixels, in `crs` (default the UTM
     zone of the extent's centre), on lines at whole multiples of `res` (where TESSERA and
     AlphaEarth pixels lie in every UTM zone, north and south)."""
-    from .cities import reproject_extent, utm_crs_for
+    from .extents import reproject_extent, utm_crs_for
 
     if not (extent[0] < extent[2] and extent[1] < extent[3]):
         raise LczError("extent", f"{extent} is not xmin, ymin, xmax, ymax with xmin < xmax")
