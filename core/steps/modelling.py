@@ -222,9 +222,9 @@ PREDICT = Step(
         ),
         Param("batch_size", "int", "Batch size", "patches per batch", default=256, minimum=1, maximum=65_536, advanced=True),
         DEVICE,
-        Param("output", "output_raster", "LCZ map"),
+        Param("output", "output_raster", "Predicted LCZ map"),
         Param(
-            "confidence", "output_raster", "Confidence",
+            "confidence", "output_raster", "Prediction confidence",
             "default: <output>_confidence.tif", optional=True,
         ),
     ),
@@ -235,6 +235,11 @@ PREDICT = Step(
 
 @PREDICT.implementation
 def predict_lcz_map(*, grid_crs: str | None, progress: Any, **values: Any) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ..outputs import confidence_style_qml, write_text_atomic
     from ..predict import predict_raster
 
-    return predict_raster(crs=grid_crs, progress=progress, **values)
+    result = predict_raster(crs=grid_crs, progress=progress, **values)
+    write_text_atomic(Path(result["confidence"]).with_suffix(".qml"), confidence_style_qml())
+    return result
