@@ -17,10 +17,12 @@ paths may be https:// or s3:// URLs (see `remote`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -152,18 +154,39 @@ class EmbeddingSource:
         self.close()
 
 
-def open_raster(path: str | Path, parameter: str = "input"):
-    """Open a raster with rasterio, or fail naming `parameter` if GDAL cannot read it."""
+@contextlib.contextmanager
+def open_raster(path: str | Path, parameter: str = "input") -> Iterator[Any]:
+    """A raster opened with rasterio (a URL through GDAL's /vsicurl/, with timeouts), or an
+    LczError naming `parameter` where it cannot be opened or a remote read fails."""
     import rasterio
 
-    if not Path(path).exists() and not str(path).startswith("/vsi"):
+    from .remote import gdal_options, gdal_path, is_url
+
+    remote = is_url(str(path)) or str(path).startswith("/vsicurl/")
+    if not remote and not Path(path).exists() and not str(path).startswith("/vsi"):
         raise LczError(parameter, f"{path} does not exist")
-    try:
-        return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as error:
-        raise LczError(
-            parameter, f"{path} is not a raster GDAL can read ({error}); give a GeoTIFF or similar"
-        ) from None
+    with rasterio.Env(**gdal_options()) if remote else contextlib.nullcontext():
+        try:
+            dataset = rasterio.open(gdal_path(path))
+        except rasterio.errors.RasterioIOError as error:
+            if remote:
+                raise LczError(
+                    parameter,
+                    f"cannot read {path} ({error}); check the address or give a local copy",
+                ) from None
+            raise LczError(
+                parameter,
+                f"{path} is not a raster GDAL can read ({error}); give a GeoTIFF or similar",
+            ) from None
+        with dataset:
+            try:
+                yield dataset
+            except rasterio.errors.RasterioIOError as error:
+                if not remote:
+                    raise
+                raise LczError(
+                    parameter, f"reading {path} failed ({error}); try again or give a local copy"
+                ) from None
 
 
 ROWS_PER_BLOCK = 256  # rows a block of a classified raster holds

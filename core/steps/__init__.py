@@ -16,9 +16,11 @@ from .embeddings import (
 )
 from .lcz_maps import (
     COMPARE_LCZ_MAPS,
+    GLOBAL_LCZ_MAP,
     IMPORT_LCZ_MAP,
     PLOT_LCZ_MAP,
     compare_lcz_maps,
+    global_lcz_map,
     import_lcz_map,
     plot_lcz_map,
 )
@@ -44,6 +46,7 @@ from .training_data import (
 # in workflow order: the CLI lists them so, and QGIS groups them so
 STEPS: tuple[Step, ...] = (
     IMPORT_LCZ_MAP,
+    GLOBAL_LCZ_MAP,
     PLOT_LCZ_MAP,
     COMPARE_LCZ_MAPS,
     CREATE_GRID,
@@ -70,6 +73,7 @@ __all__ = [
     "embedding_rgb",
     "embedding_similarity",
     "evaluate_model",
+    "global_lcz_map",
     "import_lcz_map",
     "pixoo64",
     "plot_lcz_map",
