@@ -47,7 +47,8 @@ TRAINING_OPTIONS = (
     _option("seed", "int", "Random seed", "same data and seed give the same model on a CPU", 0, minimum=0),
     _option("device", "enum", "Device", "auto: a GPU when present", "auto", choices=DEVICES, advanced=True),
     _option(
-        "threads", "int", "CPU threads", "0: torch's choice; 1 is faster beside a busy desktop",
+        "threads", "int", "CPU threads",
+        "0: torch's choice (the run records the count used); 1 is faster beside a busy desktop",
         0, minimum=0, maximum=1024, advanced=True,
     ),
 )  # fmt: skip
