@@ -25,6 +25,7 @@ from .outputs import write_text_atomic
 from .progress import Progress
 
 PANEL_INCHES = 3.4
+LEGEND_INCHES = 2.4  # beside the maps: the longest class name in the legend's font
 MAP_PIXELS = 600  # longest side a map is read at for the figures
 
 
@@ -99,7 +100,7 @@ def _f1_figure(record: dict[str, Any], city: str, path: Path) -> Path | None:
     if not series or not codes:
         return None
     width = 0.8 / len(series)
-    figure = new_figure(max(6.0, 0.35 * len(codes) * len(series) + 2), 4.0)
+    figure = new_figure(min(12.0, max(6.0, 0.3 * len(codes) * len(series) + 2)), 4.0)
     ax = figure.add_subplot()
     x = np.arange(len(codes))
     for i, (label, result) in enumerate(series):
@@ -115,7 +116,7 @@ def _f1_figure(record: dict[str, Any], city: str, path: Path) -> Path | None:
 
 
 def _maps_figure(record: dict[str, Any], city: str, path: Path) -> Path | None:
-    """The city's maps side by side with its reference map, with one LCZ legend."""
+    """The city's reference map and its maps side by side, with one LCZ legend."""
     from matplotlib.ticker import MaxNLocator
 
     from .plot import lcz_legend_handles, new_figure, plot_lcz, read_lcz_raster, save_png
@@ -126,13 +127,14 @@ def _maps_figure(record: dict[str, Any], city: str, path: Path) -> Path | None:
         for m in entry["maps"]
     ]
     if entry["reference"]:
-        panels.append(("reference", entry["reference"]))
+        panels.insert(0, (entry["reference_title"], entry["reference"]))
     if not panels:
         return None
     read = [(title, *read_lcz_raster(p, MAP_PIXELS)) for title, p in panels]
     columns = min(3, len(read))
     rows = -(-len(read) // columns)
-    figure = new_figure(PANEL_INCHES * columns + 2.6, PANEL_INCHES * rows + 0.4)
+    width = PANEL_INCHES * columns + LEGEND_INCHES
+    figure = new_figure(width, PANEL_INCHES * rows + 0.4)
     for i, (title, codes, transform, crs) in enumerate(read):
         ax = figure.add_subplot(rows, columns, i + 1)
         plot_lcz(
@@ -143,6 +145,12 @@ def _maps_figure(record: dict[str, Any], city: str, path: Path) -> Path | None:
             ax=ax,
             legend=False,
         )
+        if i % columns:  # one extent for all: the axes named once per row and column
+            ax.set_ylabel("")
+            ax.tick_params(labelleft=False)
+        if i + columns < len(read):
+            ax.set_xlabel("")
+            ax.tick_params(labelbottom=False)
         ax.xaxis.set_major_locator(MaxNLocator(3))
         ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.tick_params(labelsize=7)
@@ -158,7 +166,7 @@ def _maps_figure(record: dict[str, Any], city: str, path: Path) -> Path | None:
         title="Local Climate Zones",
         title_fontsize=9,
     )
-    figure.tight_layout(rect=(0, 0, 1 - 2.6 / (PANEL_INCHES * columns + 2.6), 1))
+    figure.tight_layout(rect=(0, 0, 1 - LEGEND_INCHES / width, 1))
     return save_png(figure, path)
 
 
@@ -307,7 +315,10 @@ def report_html(record: dict[str, Any], folder: Path) -> str:
         if entry["note"]:
             parts.append(f'<p class="note">Reference: {_fmt(entry["note"])}.</p>')
         elif entry["reference"]:
-            parts.append(f"<p>Reference: {_fmt(entry['reference_source'])}.</p>")
+            parts.append(
+                f"<p>{_fmt(entry['reference_title'].capitalize())}: "
+                f"{_fmt(entry['reference_source'])}.</p>"
+            )
         for key, alt in (("maps", "maps"), ("f1", "per-class F1")):
             if figures.get(key):
                 parts.append(f'<img src="{html.escape(figures[key])}" alt="{alt} of {_fmt(city)}">')
@@ -385,11 +396,14 @@ diagonal is each city's own model; the row "{OTHER_CITIES}" holds, in each colum
 trained on every city but that one.</p>
 {transfer if len(cities) > 1 else "<p>One city: no transfer to show.</p>"}
 <h2>Cities</h2>
-<p>Predicted maps side by side with the reference map, and the per-class F1 on the test split.</p>
+<p>Each city's reference map beside its maps, and the per-class F1 on its test split (no bar:
+an F1 of 0, or the class is not in that test split; patches and tiles hold different samples).</p>
 {"".join(city_sections)}
 <h2>Splits</h2>
 <p>Every embedding of a city is sampled with the same settings on the same grid, so each cell
-falls in the same split whatever the embedding; checked cell by cell over the cells both hold.</p>
+falls in the same split whatever the embedding; checked cell by cell over the cells both hold.
+Patches and tiles share the grid and the settings, but each kind's split is dealt by its own
+samples (a tile needs any label, a patch a majority class).</p>
 {_table(["city", "kind", "embeddings", "same grid", "cells compared", "splits"], split_rows)}
 <h2>Runs</h2>
 {runs}

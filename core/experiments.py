@@ -4,9 +4,11 @@ An experiment file (TOML, paths relative to it) names the cities (a city catalog
 as a path), the embedding sources to compare (names every city's catalogue entry has), the
 models (their training options) and the plan: a model per city, one model of all cities, and
 leave-one-city-out transfer. Every (city, embedding) is sampled with the same split settings on
-the same grid (one cell size for patches and tiles), so the split of a city depends on its
-labels and grid only and every embedding of a city sees the same train, val and test cells
-(checked cell by cell). Each step is one of the public steps (sample_patches, the training
+the same grid, so the split of a city depends on its labels and grid only and every embedding of
+a city sees the same train, val and test cells (checked cell by cell). Patches and the U-Net's
+tiles share the grid (one cell size) and the split settings, but each kind's split is dealt by
+its own samples (a tile needs any label, a patch a majority class), so the two kinds' cells may
+fall in different splits. Each step is one of the public steps (sample_patches, the training
 steps, evaluate_model, predict_lcz_map, compare_lcz_maps); the experiment folder holds
 
     experiment.toml            the experiment resolved: absolute paths, every setting spelled out
@@ -532,7 +534,7 @@ def run_experiment(
 
     progress = progress or Progress()
     exp = read_config(config)
-    out = Path(output)
+    out = Path(output).absolute()  # the report's record names files wherever it is read
     if not out.parent.is_dir():
         raise LczError("output", f"folder {out.parent} does not exist; create it first")
     if out.exists() and not out.is_dir():
@@ -801,6 +803,8 @@ def _maps(
         entry: dict[str, Any] = {
             "reference": None,
             "reference_source": reference,
+            # the city's own reference, else the global LCZ map (or a copy of it)
+            "reference_title": "reference" if city.name in exp.references else "global LCZ map",
             "note": note,
             "maps": [],
         }

@@ -24,19 +24,15 @@ HALF = 381_600.0  # easting splitting the demo city into a western and an easter
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
-    """A small demo city and its embeddings again with strong noise, as a second GeoTIFF."""
+    """A small demo city, its embeddings again with strong noise (a second GeoTIFF), and the
+    demo experiment comparing the two."""
     from lcz_core.demo import make_demo_city
+    from lcz_core.demo_experiment import write_demo_experiment
 
     folder = tmp_path_factory.mktemp("sources")
     city = make_demo_city(folder / "city", size=SIZE)
-    with rasterio.open(city.embeddings_tif) as src:
-        clean, profile, names = src.read(), src.profile, src.descriptions
-    rng = np.random.default_rng(7)
-    noise = rng.normal(scale=3 * float(np.nanstd(clean)), size=clean.shape).astype(np.float32)
-    with rasterio.open(folder / "noisy.tif", "w", **profile) as dst:
-        dst.write(clean + noise)
-        dst.descriptions = names
-    return city, folder / "noisy.tif"
+    config = write_demo_experiment(city, folder / "experiment", epochs=4, patch_size=16)
+    return city, folder / "experiment" / "noisy_embeddings.tif", config
 
 
 def city_table(name: str, extent, embeddings: dict[str, Path], labels: Path) -> str:
@@ -68,7 +64,7 @@ threads = 1
 
 
 def test_the_experiment_file_is_checked_before_any_work(sources, tmp_path):
-    city, noisy = sources
+    city, noisy, _ = sources
     cities = city_table(
         "synthetica", bounds(city), {"clean": city.embeddings_tif, "noisy": noisy}, city.labels
     )
@@ -105,8 +101,22 @@ def test_the_documented_example_is_a_valid_experiment():
     assert [(m.name, m.kind) for m in example.models] == [("resnet", "patches"), ("unet", "tiles")]
 
 
+def test_the_demo_experiment_compares_the_clean_and_the_noisy_embeddings(sources):
+    city, noisy, config = sources
+    demo = read_config(config)
+    assert demo.embeddings == ["clean", "noisy"]
+    assert [m.task for m in demo.models] == ["patch", "segmentation"]
+    assert demo.references == {"synthetica": str(city.reference.resolve())}
+    with rasterio.open(city.embeddings_tif) as a, rasterio.open(noisy) as b:
+        clean, noisier = a.read(), b.read()
+        assert (a.transform, a.crs, a.descriptions) == (b.transform, b.crs, b.descriptions)
+    assert np.array_equal(np.isnan(clean), np.isnan(noisier))
+    valid = ~np.isnan(clean)
+    assert 2.5 < np.std(noisier[valid] - clean[valid]) / np.std(clean[valid]) < 3.5
+
+
 def test_the_resolved_experiment_reads_back_the_same(sources, tmp_path):
-    city, noisy = sources
+    city, noisy, _ = sources
     cities = city_table(
         "synthetica", bounds(city), {"clean": city.embeddings_tif, "noisy": noisy}, city.labels
     )
@@ -134,7 +144,7 @@ def splits_by_centre(folder: Path) -> dict[tuple[float, float], int]:
 
 
 def test_two_sources_on_one_grid_give_every_cell_the_same_split(sources, tmp_path):
-    city, noisy = sources
+    city, noisy, _ = sources
     settings = {"labels": str(city.labels), "patch_size": 16, "split_method": "blocks"}
     folders = {}
     for name, path, seed in (
@@ -158,7 +168,7 @@ def test_two_sources_on_one_grid_give_every_cell_the_same_split(sources, tmp_pat
 
 
 def test_merged_datasets_keep_each_city_its_samples_grid_and_split(sources, tmp_path):
-    city, _ = sources
+    city, _, _ = sources
     left, bottom, right, top = bounds(city)
     parts = {"west": (left, bottom, HALF, top), "east": (HALF, bottom, right, top)}
     folders = []
@@ -214,7 +224,7 @@ class Recorder(Progress):
 
 @pytest.mark.slow
 def test_an_experiment_ranks_the_clean_source_above_the_noisy_one_and_resumes(sources, tmp_path):
-    city, noisy = sources
+    city, noisy, _ = sources
     cities = city_table(
         "synthetica", bounds(city), {"clean": city.embeddings_tif, "noisy": noisy}, city.labels
     )
@@ -284,7 +294,7 @@ def test_an_experiment_ranks_the_clean_source_above_the_noisy_one_and_resumes(so
 def test_an_experiment_over_two_cities_trains_every_plan_and_fills_the_transfer_matrix(
     sources, tmp_path
 ):
-    city, _ = sources
+    city, _, _ = sources
     left, bottom, right, top = bounds(city)
     cities = city_table(
         "west", (left, bottom, HALF, top), {"demo": city.embeddings_tif}, city.labels
