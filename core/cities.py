@@ -185,11 +185,16 @@ def load_catalogue(path: str | os.PathLike) -> dict[str, City]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise LczError("cities", f"cannot read catalogue {path}: {error}") from None
-    base = path.parent
-    cities = {}
     checks.known_keys(data, "cities", str(path), ("cities",))
-    for name, entry in checks.table(data.get("cities", {}), "cities", f"{path}: cities").items():
-        where = f"{path}: cities.{name}"
+    return parse_catalogue(data.get("cities", {}), path.parent, str(path))
+
+
+def parse_catalogue(tables: Any, base: Path, origin: str) -> dict[str, City]:
+    """The checked cities of a catalogue's [cities] tables, paths resolved against `base`;
+    `origin` names the file in messages."""
+    cities = {}
+    for name, entry in checks.table(tables, "cities", f"{origin}: cities").items():
+        where = f"{origin}: cities.{name}"
         checks.known_keys(checks.table(entry, "cities", where), "cities", where, CITY_KEYS)
         if "year" in entry:
             checks.integer(entry["year"], "cities", f"{where}.year", 1900, 2100)
@@ -213,7 +218,7 @@ def load_catalogue(path: str | os.PathLike) -> dict[str, City]:
             labels=resolve(_sources(entry, "labels", where, LABEL_KEYS, LABEL_KINDS)),
         )
     if not cities:
-        raise LczError("cities", f"{path} names no cities; add [cities.<name>] tables")
+        raise LczError("cities", f"{origin} names no cities; add [cities.<name>] tables")
     return cities
 
 

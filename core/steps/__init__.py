@@ -14,6 +14,7 @@ from .embeddings import (
     embedding_similarity,
     pixoo64,
 )
+from .experiments import EXPERIMENT, run_experiment
 from .lcz_maps import (
     COMPARE_LCZ_MAPS,
     GLOBAL_LCZ_MAP,
@@ -60,6 +61,7 @@ STEPS: tuple[Step, ...] = (
     EMBEDDING_RGB,
     EMBEDDING_SIMILARITY,
     PIXOO64,
+    EXPERIMENT,
     DEMO_CITY,
 )
 STEP_BY_NAME = {step.name: step for step in STEPS}
@@ -79,6 +81,7 @@ __all__ = [
     "plot_lcz_map",
     "predict_lcz_map",
     "rasterize_labels",
+    "run_experiment",
     "sample_patches",
     "train_patch_classifier",
     "train_segmentation",
