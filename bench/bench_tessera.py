@@ -91,7 +91,7 @@ def city_windows(source) -> list[Window]:
 
 def open_city(store: Path, km: float):
     """The store's city grid and its crop to the km x km extent."""
-    from lcz_core.cities import reproject_extent
+    from lcz_core.extents import reproject_extent
     from lcz_core.rasters import crop_to_extent, open_source
 
     box = extent(km)

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 from .errors import LczError
+from .extents import Bounds
 from .rasters import (
     AlphaEarthSource,
-    Bounds,
     EmbeddingSource,
     MosaicSource,
     city_grid,

@@ -1,4 +1,4 @@
-"""Agreement of an LCZ map with a reference LCZ map, by default the global LCZ map.
+"""Agreement of an LCZ map with a reference LCZ map, by default the global LCZ map (its window).
 
 The map is brought onto the reference grid window by window, then compared with the LCZ accuracy
 measures, the area of each class in each map and, optionally, an agreement raster.
@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import LczError
 from .lcz import BUILT_CODES, CLASS_BY_CODE, CODES, NUM_CLASSES
-from .lczmap import ROWS_PER_BLOCK, import_lcz_map, open_raster
+from .lczmap import global_lcz_map, import_lcz_map
 from .metrics import confusion_matrix, lcz_metrics, plot_confusion
 from .outputs import (
     atomic_path,
@@ -45,10 +45,7 @@ from .outputs import (
     write_text_atomic,
 )
 from .progress import Progress, SubProgress, track
-
-# Demuzere et al. (2022), ESSD 14:3835, doi:10.5194/essd-14-3835-2022: the Gaussian-filtered
-# global map as a Cloud Optimized GeoTIFF; GDAL fetches only the blocks of the city's window.
-GLOBAL_LCZ_MAP = "/vsicurl/https://lcz-generator.rub.de/cogs/lcz_filter_v3_cog.tif"
+from .rasters import ROWS_PER_BLOCK, open_raster
 
 NEAREST_WITHIN = 1.5  # reference cell size over map pixel size below which nearest is used
 MAX_SUBCELLS = 16  # sub-cells per side of a reference cell at most
@@ -70,14 +67,15 @@ def compare_lcz_maps(
     input: str | Path,
     output: str | Path,
     *,
-    reference: str | Path = GLOBAL_LCZ_MAP,
+    reference: str | Path | None = None,
     reference_coding: str = "auto",
     reference_output: str | Path | None = None,
     agreement_output: str | Path | None = None,
     confusion_png: str | Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Compare LCZ map `input` (1-17) with `reference` on the reference grid; write a JSON report."""
+    """Compare LCZ map `input` (1-17) with `reference` (default: the global LCZ map, see
+    `global_lcz_map_source`) on the reference grid; write a JSON report."""
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
     from rasterio.windows import Window
@@ -97,14 +95,21 @@ def compare_lcz_maps(
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         # the reference, clipped to the map and translated to 1-17, is itself a styled output
         clipped = Path(reference_output or Path(scratch) / "reference.tif")
-        imported = import_lcz_map(
-            reference,
-            clipped,
-            coding=reference_coding,
-            extent=tuple(bounds),
-            extent_crs=crs.to_wkt(),
-            progress=SubProgress(progress, 0, 30),
-        )
+        window = {"extent": tuple(bounds), "extent_crs": crs.to_wkt()}
+        if reference is None:
+            imported = global_lcz_map(
+                clipped, **window, progress=SubProgress(progress, 0, 30), parameter="reference"
+            )
+            reference = imported["source"]
+        else:
+            imported = import_lcz_map(
+                reference,
+                clipped,
+                coding=reference_coding,
+                **window,
+                progress=SubProgress(progress, 0, 30),
+                parameter="reference",
+            )
         ref = stack.enter_context(open_raster(clipped, "reference"))
         src = stack.enter_context(open_raster(input))
         ratio = _size_ratio(src, ref)

@@ -311,3 +311,67 @@ def _check_destination(folder: Path) -> Path:
                 parameter, f"{folder} is a non-empty folder that is not a dataset; choose another"
             )
     return folder
+
+
+# manifest lists with one item per city: a merged dataset concatenates them
+PER_CITY_KEYS = ("cities", "city_crs", "city_grids", "block_cells_used", "block_shifts", "labels")
+# manifest fields every dataset of a merge must share
+SHARED_KEYS = (
+    "kind",
+    "patch_size",
+    "pixel_size",
+    "band_names",
+    "embedding_source",
+    "feature_space",
+)
+
+
+def merge_datasets(
+    folders: list[str | os.PathLike],
+    output: str | os.PathLike,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write one dataset holding the samples of several, each keeping its cities, grids and split.
+
+    The datasets must share kind, patch and pixel size, bands and feature space; a city may not
+    appear twice."""
+    progress = progress or Progress()
+    opened = [open_dataset(f) for f in folders]
+    if not opened:
+        raise LczError("dataset", "give at least one dataset folder to merge")
+    first = opened[0].manifest
+    for ds in opened[1:]:
+        differ = [k for k in SHARED_KEYS if ds.manifest.get(k) != first.get(k)]
+        if differ:
+            raise LczError(
+                "dataset",
+                f"{ds.folder} and {opened[0].folder} differ in {', '.join(differ)}; merge "
+                "datasets sampled from one embedding source with the same settings",
+            )
+    names = [c for ds in opened for c in ds.manifest["cities"]]
+    if len(set(names)) != len(names):
+        raise LczError("dataset", f"a city appears twice among {', '.join(names)}")
+    manifest = {k: v for k, v in first.items() if k in (*REQUIRED_KEYS, *SHARED_KEYS)}
+    for key in PER_CITY_KEYS:
+        if all(key in ds.manifest for ds in opened):
+            manifest[key] = [item for ds in opened for item in ds.manifest[key]]
+    manifest["merged_from"] = [str(ds.folder) for ds in opened]
+
+    def batches() -> Iterable[Batch]:
+        offset = 0
+        for ds in opened:
+            block = max(1, int(ds.x.chunks[0]))
+            for start in range(0, len(ds), block):
+                stop = min(len(ds), start + block)
+                yield Batch(
+                    x=np.asarray(ds.x[start:stop]),
+                    y=np.asarray(ds.y[start:stop]),
+                    split=np.asarray(ds.split[start:stop]),
+                    city=np.asarray(ds.city[start:stop]).astype(np.uint16) + offset,
+                    centre_x=np.asarray(ds.centre_x[start:stop]),
+                    centre_y=np.asarray(ds.centre_y[start:stop]),
+                )
+            offset += len(ds.manifest["cities"])
+
+    total = sum(len(ds) for ds in opened)
+    return write_dataset(output, batches(), manifest, progress, expected=total)

@@ -70,7 +70,7 @@ def check_embeddings(
 ) -> dict[str, Any]:
     """Count valid, missing and suspect pixels of embeddings over an extent (and year); write
     a JSON report (`output`), an HTML report and a styled mask GeoTIFF."""
-    from .cities import reproject_extent
+    from .extents import reproject_extent
 
     progress = progress or Progress()
     output = check_writable(output, "output")

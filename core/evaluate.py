@@ -54,9 +54,10 @@ def sample_blocks(ds: PatchDataset) -> tuple[np.ndarray, int]:
     (written before city_grids) get blocks of the same size counted from the CRS origin.
     """
     cities = len(ds.manifest["cities"])
-    # the block size each city's split used (chosen per city when block_cells was 0)
+    # the block size each city's split used (chosen per city when block_cells was 0); random
+    # and polygon splits record none: their samples are resampled cell by cell
     used = ds.manifest.get("block_cells_used") or [ds.manifest.get("block_cells") or 4] * cities
-    sizes = np.asarray(used, dtype=np.int64)
+    sizes = np.asarray([k or 1 for k in used], dtype=np.int64)
     cell = float(ds.manifest["patch_size"]) * float(ds.manifest["pixel_size"])
     grids = ds.manifest.get("city_grids") or [[0.0, 0.0, cell]] * cities
     city = ds.city[:].astype(np.int64)

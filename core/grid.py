@@ -18,8 +18,9 @@ from rasterio.windows import Window
 
 from .choices import SPLITS
 from .errors import LczError
+from .extents import Bounds
 from .outputs import atomic_path, split_style_qml, write_text_atomic
-from .rasters import Bounds, EmbeddingSource
+from .rasters import EmbeddingSource
 
 SPLIT_LABELS = {**dict(enumerate(SPLITS)), -1: "excluded"}
 

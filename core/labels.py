@@ -21,9 +21,10 @@ from rasterio.crs import CRS
 from .choices import LABEL_KINDS
 from .errors import LczError
 from .lcz import LczCodingError, apply_lookup, as_mapping, code_from_text, resolve_lookup
-from .lczmap import choose_band, open_raster, read_classes
+from .lczmap import choose_band, read_classes
 from .outputs import LczRasterWriter
 from .progress import Progress
+from .rasters import open_raster
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".nc")
 LABEL_PREFIX = "label_"  # raster label steps name their band and nodata label_band, label_nodata

@@ -1,8 +1,10 @@
-"""Import any LCZ raster as a normalised, styled 1-17 GeoTIFF (optionally clipped and reprojected)."""
+"""Import any LCZ raster as a normalised, styled 1-17 GeoTIFF (optionally clipped and reprojected);
+clip the global LCZ map the same way."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,27 +24,19 @@ from .lcz import (
 )
 from .outputs import LczRasterWriter, check_writable
 from .progress import Progress, SubProgress, track
+from .rasters import open_raster, row_blocks
 
-ROWS_PER_BLOCK = 256
-
-
-def open_raster(path: str | Path, parameter: str = "input"):
-    """Open a raster with rasterio, or fail naming `parameter` if GDAL cannot read it."""
-    import rasterio
-
-    if not Path(path).exists() and not str(path).startswith("/vsi"):
-        raise LczError(parameter, f"{path} does not exist")
-    try:
-        return rasterio.open(path)
-    except rasterio.errors.RasterioIOError as error:
-        raise LczError(
-            parameter, f"{path} is not a raster GDAL can read ({error}); give a GeoTIFF or similar"
-        ) from None
+# Demuzere et al. (2022), ESSD 14:3835, doi:10.5194/essd-14-3835-2022, CC BY 4.0: the global LCZ
+# map v3, Gaussian-filtered, 100 m, classes 1-17 and 0 = nodata, as a Cloud Optimized GeoTIFF;
+# GDAL fetches only the blocks of the window read.
+GLOBAL_LCZ_MAP_URL = "https://lcz-generator.rub.de/cogs/lcz_filter_v3_cog.tif"
+GLOBAL_LCZ_MAP_ENV = "LCZ_GLOBAL_LCZ_MAP"  # a local copy (or another URL) read instead
 
 
 @contextlib.contextmanager
-def _warped(src, target_crs: str | None, resolution: float | None) -> Iterator[Any]:
-    """The source itself, or a nearest-neighbour WarpedVRT onto `target_crs`/`resolution`."""
+def _warped(src, window, target_crs: str | None, resolution: float | None) -> Iterator[Any]:
+    """The source itself, or a nearest-neighbour WarpedVRT onto `target_crs`/`resolution` over
+    `window` of the source."""
     if target_crs is None and resolution is None:
         yield src
         return
@@ -60,7 +54,12 @@ def _warped(src, target_crs: str | None, resolution: float | None) -> Iterator[A
     if resolution is not None and resolution <= 0:
         raise LczError("resolution", f"{resolution} must be a positive pixel size")
     transform, width, height = calculate_default_transform(
-        src.crs, crs, src.width, src.height, *src.bounds, resolution=resolution
+        src.crs,
+        crs,
+        int(window.width),
+        int(window.height),
+        *src.window_bounds(window),
+        resolution=resolution,
     )
     nodata = (
         src.nodata
@@ -80,7 +79,7 @@ def _warped(src, target_crs: str | None, resolution: float | None) -> Iterator[A
         yield vrt
 
 
-def clip_window(dataset, extent, extent_crs: str | None):
+def extent_window(dataset, extent, extent_crs: str | None):
     """The window of `dataset` covered by `extent` (xmin, ymin, xmax, ymax in `extent_crs`)."""
     from rasterio.errors import WindowError
     from rasterio.warp import transform_bounds
@@ -112,16 +111,6 @@ def clip_window(dataset, extent, extent_crs: str | None):
     if window.width < 1 or window.height < 1:
         raise LczError("extent", "the extent covers less than one pixel of the raster; enlarge it")
     return window
-
-
-def row_blocks(width: int, height: int, col_off: int = 0, row_off: int = 0) -> list:
-    """Windows of ROWS_PER_BLOCK full-width rows covering a width x height area."""
-    from rasterio.windows import Window
-
-    return [
-        Window(col_off, row, width, min(ROWS_PER_BLOCK, row_off + height - row))
-        for row in range(row_off, row_off + height, ROWS_PER_BLOCK)
-    ]
 
 
 def read_classes(
@@ -256,19 +245,30 @@ def import_lcz_map(
     target_crs: str | None = None,
     resolution: float | None = None,
     progress: Progress | None = None,
+    parameter: str = "input",
 ) -> dict[str, Any]:
-    """Translate an LCZ raster (any coding, CRS, nodata) into a styled 1-17 uint8 GeoTIFF."""
+    """Translate an LCZ raster (any coding, CRS, nodata) into a styled 1-17 uint8 GeoTIFF.
+
+    `input` may be a URL: only the extent's window is read. `parameter` names it in errors.
+    """
     progress = progress or Progress()
     output = check_writable(output)
     mapping = as_mapping(mapping)
-    with open_raster(input) as src:
+    with open_raster(input, parameter) as src:
         if src.crs is None:
             raise LczError(
-                "input", f"{input} has no CRS; assign one (e.g. with gdal_edit -a_srs) first"
+                parameter, f"{input} has no CRS; assign one (e.g. with gdal_edit -a_srs) first"
             )
-        choice = choose_band(src, band, nodata, progress, Path(input).name)
-        with _warped(src, target_crs, resolution) as dataset:
-            window = clip_window(dataset, extent, extent_crs)
+        choice = choose_band(src, band, nodata, progress, Path(str(input)).name)
+        # the extent (in the input's CRS unless told) is taken in the source first, so that
+        # a reprojection warps that window only, not the whole source
+        source_window = extent_window(src, extent, extent_crs)
+        with _warped(src, source_window, target_crs, resolution) as dataset:
+            window = (
+                source_window
+                if dataset is src
+                else extent_window(dataset, extent, extent_crs or src.crs.to_wkt())
+            )
             blocks = row_blocks(
                 int(window.width), int(window.height), int(window.col_off), int(window.row_off)
             )
@@ -278,7 +278,10 @@ def import_lcz_map(
                 values, valid = read_classes(dataset, choice.band, block, nodata=choice.nodata)
                 present.update(np.unique(values[valid]).astype(np.int64).tolist())
             if not present:
-                raise LczError("input", f"{input} holds no valid pixels in the chosen extent")
+                raise LczError(
+                    "extent" if extent else parameter,
+                    f"{input} holds no valid pixels in the chosen extent",
+                )
             try:
                 coding_name, table = resolve_lookup(coding, present, mapping, choice.assume)
             except LczCodingError as error:
@@ -315,3 +318,50 @@ def import_lcz_map(
         "width": int(window.width),
         "height": int(window.height),
     }
+
+
+def global_lcz_map_source(source: str | Path | None = None) -> str:
+    """The global LCZ map to read: `source`, else $LCZ_GLOBAL_LCZ_MAP, else the v3 COG's URL."""
+    return str(source or os.environ.get(GLOBAL_LCZ_MAP_ENV) or GLOBAL_LCZ_MAP_URL)
+
+
+def global_lcz_map(
+    output: str | Path,
+    *,
+    extent: tuple[float, float, float, float],
+    extent_crs: str | None = None,
+    source: str | Path | None = None,
+    target_crs: str | None = None,
+    resolution: float | None = None,
+    progress: Progress | None = None,
+    parameter: str = "source",
+) -> dict[str, Any]:
+    """The global LCZ map over `extent` (only its window read) as a styled 1-17 GeoTIFF.
+
+    `source` is a local copy or a URL (default: `global_lcz_map_source`); its coding is 1-17 with
+    0 = nodata. `parameter` names the source in errors.
+    """
+    source = global_lcz_map_source(source)
+    try:
+        result = import_lcz_map(
+            source,
+            output,
+            coding="lcz17",
+            nodata=0,
+            extent=extent,
+            extent_crs=extent_crs,
+            target_crs=target_crs,
+            resolution=resolution,
+            progress=progress,
+            parameter=parameter,
+        )
+    except LczError as error:
+        if error.parameter not in ("band", "nodata", "coding", "mapping"):
+            raise
+        # a file whose values are not 1-17 is not (a copy of) the global LCZ map
+        raise LczError(
+            parameter,
+            f"{error.message}; {source} is not the global LCZ map: give the filtered map "
+            "(lcz_filter_v3.tif) or its COG",
+        ) from None
+    return {**result, "source": source}

@@ -218,18 +218,19 @@ SPLIT_COLORS = {
 
 
 def split_style_qml(field: str = "split") -> str:
-    """A QGIS style (.qml) colouring cells by their train/val/test split."""
+    """A QGIS style (.qml) outlining cells in the colour of their train/val/test split: outlines,
+    so that the cells never hide the map below them."""
     categories = "\n".join(
         f'      <category value="{name}" label="{name}" symbol="{i}" render="true"/>'
         for i, name in enumerate(SPLIT_COLORS)
     )
     symbols = "\n".join(
-        f"""      <symbol type="fill" name="{i}" alpha="0.55" clip_to_extent="1" force_rhr="0">
+        f"""      <symbol type="fill" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">
         <layer class="SimpleFill" enabled="1" pass="0" locked="0">
           <prop k="color" v="{rgb},255"/>
-          <prop k="outline_color" v="40,40,40,255"/>
-          <prop k="outline_width" v="0.1"/>
-          <prop k="style" v="solid"/>
+          <prop k="outline_color" v="{rgb},255"/>
+          <prop k="outline_width" v="0.5"/>
+          <prop k="style" v="no"/>
         </layer>
       </symbol>"""
         for i, rgb in enumerate(SPLIT_COLORS.values())
@@ -244,6 +245,26 @@ def split_style_qml(field: str = "split") -> str:
 {symbols}
     </symbols>
   </renderer-v2>
+</qgis>
+"""
+
+
+def confidence_style_qml() -> str:
+    """A QGIS style (.qml) for a confidence raster: a grey ramp from 0 (black) to 1 (white)."""
+    return """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="singlebandgray" grayBand="1" gradient="BlackToWhite" opacity="1"
+        alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <contrastEnhancement>
+        <minValue>0</minValue>
+        <maxValue>1</maxValue>
+        <algorithm>StretchToMinimumMaximum</algorithm>
+      </contrastEnhancement>
+    </rasterrenderer>
+  </pipe>
+  <blendMode>0</blendMode>
 </qgis>
 """
 

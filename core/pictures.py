@@ -25,11 +25,11 @@ import numpy as np
 from rasterio.windows import Window
 
 from .choices import STRETCHES
-from .cities import reproject_extent
 from .errors import LczError
+from .extents import Bounds, reproject_extent
 from .outputs import atomic_path, check_writable, write_text_atomic
 from .progress import Progress, SubProgress, track
-from .rasters import Bounds, EmbeddingSource, crop_to_extent, open_source
+from .rasters import EmbeddingSource, crop_to_extent, open_source
 
 SAMPLE_PIXELS = 100_000
 BLOCK = 256  # pixels a side of the windows read

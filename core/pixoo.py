@@ -31,8 +31,8 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from .cities import utm_crs_for
 from .errors import LczError
+from .extents import utm_crs_for
 from .lcz import LCZ_CLASSES, NUM_CLASSES, classes_present
 from .outputs import atomic_path, check_writable, write_text_atomic
 from .pictures import SAMPLE_PIXELS, PixelSample, check_stretch, fit_rgb, to_crs, to_uint8
@@ -359,7 +359,7 @@ def pixoo64(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Render embeddings (PCA RGB) or an LCZ map on a 64 x 64 grid: PNG, and to a Pixoo-64."""
-    from .lczmap import open_raster
+    from .rasters import open_raster
 
     progress = progress or Progress()
     if (embeddings is None) == (lcz_map is None):

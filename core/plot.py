@@ -89,6 +89,15 @@ def _add_scale_bar(
     ax.add_artist(bar)
 
 
+def lcz_legend_handles(codes: np.ndarray) -> list:
+    """Legend patches of the LCZ classes present in `codes`, in class order."""
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(facecolor=c.color, edgecolor="0.4", label=c.label) for c in classes_present(codes)
+    ]
+
+
 def plot_lcz(
     codes: np.ndarray,
     *,
@@ -96,15 +105,15 @@ def plot_lcz(
     metric: bool = True,
     title: str | None = None,
     ax: Any = None,
+    legend: bool = True,
 ):
     """Draw LCZ `codes` (2-D, 1-17, 0 = nodata) on `ax` (or a new figure); return the figure.
 
     `transform` (an Affine) places the map in its CRS: metres when `metric`, else degrees, drawn
     with the aspect and scale bar of the map's mid-latitude. In a figure of its own the figure is
-    sized to the map and its legend, which goes beside a map or below a wide one.
+    sized to the map and its legend, which goes beside a map or below a wide one. On the caller's
+    axes, `legend` False leaves the legend to the caller (one legend for several maps).
     """
-    from matplotlib.patches import Patch
-
     codes = np.asarray(codes)
     if codes.ndim != 2:
         raise ValueError(f"an LCZ map must be 2-D, got shape {codes.shape}")
@@ -129,10 +138,8 @@ def plot_lcz(
         figure = ax.figure
     cmap, norm = lcz_colormap_and_norm()
     ax.imshow(codes, cmap=cmap, norm=norm, interpolation="nearest", extent=extent, aspect=aspect)
-    present = classes_present(codes)
-    handles = [Patch(facecolor=c.color, edgecolor="0.4", label=c.label) for c in present]
     legend_options = {
-        "handles": handles,
+        "handles": lcz_legend_handles(codes),
         "frameon": False,
         "fontsize": 8,
         "title": "Local Climate Zones",
@@ -156,7 +163,7 @@ def plot_lcz(
         ax.set_title(title)
     if own:
         _fit_map_and_legend(figure, ax, map_aspect, legend_options)
-    else:  # the caller's figure and layout: the legend goes beside these axes
+    elif legend:  # the caller's figure and layout: the legend goes beside these axes
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), **legend_options)
     return figure
 
@@ -227,22 +234,41 @@ def plot_lcz_raster(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Plot an LCZ GeoTIFF (codes 1-17) to a PNG, reading it decimated when it is large."""
-    from rasterio.enums import Resampling
-
-    from .lczmap import open_raster
-
     progress = progress or Progress()
     progress.report(0, "reading")
+    codes, transform, crs = read_lcz_raster(input)
+    progress.report(50, "plotting")
+    path = save_lcz_plot(
+        codes,
+        output,
+        transform=transform if crs else None,
+        metric=bool(crs and crs.is_projected),
+        title=title if title is not None else Path(input).stem,
+    )
+    progress.report(100, "done")
+    return {
+        "output": str(path),
+        "classes": [c.short for c in classes_present(codes)],
+        "crs": crs.to_string() if crs else None,
+    }
+
+
+def read_lcz_raster(input: str | Path, max_pixels: int = MAX_PLOT_PIXELS) -> tuple:
+    """An LCZ GeoTIFF's codes (uint8, 0 = nodata), read decimated to at most `max_pixels` a side,
+    with the transform of the array read and the CRS (None when it has none)."""
+    from rasterio.enums import Resampling
+
+    from .rasters import open_raster
+
     with open_raster(input) as src:
-        scale = max(1.0, max(src.width, src.height) / MAX_PLOT_PIXELS)
+        scale = max(1.0, max(src.width, src.height) / max_pixels)
         shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
         codes = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
         codes = codes.filled(0)
         if codes.dtype.kind == "f":
             codes = np.nan_to_num(codes, nan=0.0)
         transform = src.transform * src.transform.scale(src.width / shape[1], src.height / shape[0])
-        metric = bool(src.crs and src.crs.is_projected)
-        crs = src.crs.to_string() if src.crs else None
+        crs = src.crs
     unknown = np.setdiff1d(np.unique(codes), np.arange(NUM_CLASSES + 1))
     if unknown.size:
         raise LczError(
@@ -250,17 +276,4 @@ def plot_lcz_raster(
             f"values {unknown[:10].tolist()} are not LCZ codes 1-17; "
             "import the map first (Import LCZ map) to translate its coding",
         )
-    progress.report(50, "plotting")
-    path = save_lcz_plot(
-        codes.astype(np.uint8),
-        output,
-        transform=transform if src.crs else None,
-        metric=metric,
-        title=title if title is not None else Path(input).stem,
-    )
-    progress.report(100, "done")
-    return {
-        "output": str(path),
-        "classes": [c.short for c in classes_present(codes)],
-        "crs": crs,
-    }
+    return codes.astype(np.uint8), transform, crs

@@ -20,8 +20,8 @@ import torch
 from rasterio.windows import Window
 
 from . import checks
-from .cities import reproject_extent
 from .errors import LczError
+from .extents import reproject_extent
 from .lcz import CLASS_BY_CODE
 from .models import LczModel, load_model, pick_device, working_bytes
 from .outputs import LczRasterWriter, atomic_path

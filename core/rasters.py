@@ -17,10 +17,12 @@ paths may be https:// or s3:// URLs (see `remote`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -29,8 +31,8 @@ from rasterio.windows import Window
 
 from .choices import SOURCE_KINDS
 from .errors import LczError
+from .extents import Bounds
 
-Bounds = tuple[float, float, float, float]
 GEOTIFF_SUFFIXES = (".tif", ".tiff", ".vrt")
 
 
@@ -150,6 +152,54 @@ class EmbeddingSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def open_raster(path: str | Path, parameter: str = "input") -> Iterator[Any]:
+    """A raster opened with rasterio (a URL through GDAL's /vsicurl/, with timeouts), or an
+    LczError naming `parameter` where it cannot be opened or a remote read fails."""
+    import rasterio
+
+    from .remote import gdal_options, gdal_path, is_url
+
+    remote = is_url(str(path)) or str(path).startswith("/vsicurl/")
+    if not remote and not Path(path).exists() and not str(path).startswith("/vsi"):
+        raise LczError(parameter, f"{path} does not exist")
+    with rasterio.Env(**gdal_options()) if remote else contextlib.nullcontext():
+        try:
+            dataset = rasterio.open(gdal_path(path))
+        except rasterio.errors.RasterioIOError as error:
+            if remote:
+                raise LczError(
+                    parameter,
+                    f"cannot read {path} ({error}); check the address or give a local copy",
+                ) from None
+            raise LczError(
+                parameter,
+                f"{path} is not a raster GDAL can read ({error}); give a GeoTIFF or similar",
+            ) from None
+        with dataset:
+            try:
+                yield dataset
+            except rasterio.errors.RasterioIOError as error:
+                if not remote:
+                    raise
+                raise LczError(
+                    parameter, f"reading {path} failed ({error}); try again or give a local copy"
+                ) from None
+
+
+ROWS_PER_BLOCK = 256  # rows a block of a classified raster holds
+
+
+def row_blocks(width: int, height: int, col_off: int = 0, row_off: int = 0) -> list:
+    """Windows of ROWS_PER_BLOCK full-width rows covering a width x height area."""
+    from rasterio.windows import Window
+
+    return [
+        Window(col_off, row, width, min(ROWS_PER_BLOCK, row_off + height - row))
+        for row in range(row_off, row_off + height, ROWS_PER_BLOCK)
+    ]
 
 
 def clip_window(window: Window, width: int, height: int) -> Window | None:
@@ -350,7 +400,7 @@ def city_grid(
     """The pixel grid of a city: `extent` plus at least `margin` pixels, in `crs` (default the UTM
     zone of the extent's centre), on lines at whole multiples of `res` (where TESSERA and
     AlphaEarth pixels lie in every UTM zone, north and south)."""
-    from .cities import reproject_extent, utm_crs_for
+    from .extents import reproject_extent, utm_crs_for
 
     if not (extent[0] < extent[2] and extent[1] < extent[3]):
         raise LczError("extent", f"{extent} is not xmin, ymin, xmax, ymax with xmin < xmax")

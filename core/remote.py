@@ -60,18 +60,26 @@ def parent(location: str | os.PathLike) -> str | Path:
     return Path(location).parent
 
 
+def gdal_options() -> dict[str, str]:
+    """GDAL's configuration for /vsicurl/ reads: the timeout, two retries a second apart (GDAL's
+    default waits 30 s before a retry), no directory listing, anonymous S3."""
+    seconds = str(max(1, round(timeout())))  # 0 would mean no timeout at all
+    return {
+        "GDAL_HTTP_TIMEOUT": seconds,
+        "GDAL_HTTP_CONNECTTIMEOUT": seconds,
+        "GDAL_HTTP_MAX_RETRY": "2",
+        "GDAL_HTTP_RETRY_DELAY": "1",
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "AWS_NO_SIGN_REQUEST": "YES",
+    }
+
+
 def gdal_path(path: str | os.PathLike) -> str:
-    """The name GDAL opens `path` by: URLs through /vsicurl/ (timeouts and no directory
-    listing set once for the process), other paths as they are."""
+    """The name GDAL opens `path` by: URLs through /vsicurl/ (`gdal_options` set once for the
+    process), other paths as they are."""
     if not is_url(path):
         return str(path)
-    for key, value in (
-        ("GDAL_HTTP_TIMEOUT", str(round(timeout()))),
-        ("GDAL_HTTP_CONNECTTIMEOUT", str(round(timeout()))),
-        ("GDAL_HTTP_MAX_RETRY", "2"),
-        ("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR"),
-        ("AWS_NO_SIGN_REQUEST", "YES"),
-    ):
+    for key, value in gdal_options().items():
         os.environ.setdefault(key, value)  # GDAL reads its configuration from the environment
     return f"/vsicurl/{http_url(str(path))}"
 

@@ -45,11 +45,12 @@ from . import checks
 from .choices import SPLIT_METHODS
 from .datasets import SPLIT_CODES, SPLIT_NAMES, Batch, write_dataset
 from .errors import LczError
+from .extents import Bounds
 from .grid import Grid, make_grid, write_grid
 from .labels import RasterLabels, VectorLabels
 from .lcz import CODES, LCZ_CLASSES
 from .progress import Progress, SubProgress
-from .rasters import Bounds, EmbeddingSource
+from .rasters import EmbeddingSource
 
 EXCLUDED, UNUSED = -1, -2
 CHECKERBOARD_SHARES = (0.5, 0.25, 0.25)

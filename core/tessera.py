@@ -31,8 +31,8 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from .errors import LczError
+from .extents import Bounds
 from .rasters import (
-    Bounds,
     EmbeddingSource,
     GeoTiffSource,
     MosaicSource,

@@ -18,7 +18,7 @@ import os
 import time
 import tomllib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +156,10 @@ def train_experiment(
 
 
 @contextlib.contextmanager
-def _deterministic(config: TrainConfig) -> Iterator[None]:
-    """Seed torch and ask for deterministic kernels for the run; restore the settings after."""
+def _deterministic(config: TrainConfig) -> Iterator[TrainConfig]:
+    """Seed torch and ask for deterministic kernels for the run; restore the settings after.
+
+    Yields the config with the thread count torch uses (bit-exact reruns need the same)."""
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     threads = torch.get_num_threads()
     torch.manual_seed(config.seed)
@@ -165,7 +167,7 @@ def _deterministic(config: TrainConfig) -> Iterator[None]:
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        yield
+        yield replace(config, threads=torch.get_num_threads())
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
         torch.set_num_threads(threads)
@@ -207,7 +209,7 @@ def load_splits(
     bands = int(dataset.x.shape[1])
     total, squares, count = np.zeros(bands), np.zeros(bands), np.zeros(bands)
     for start in range(0, n, block):
-        progress.report(100.0 * start / n, "reading the dataset")
+        progress.report(100.0 * start / n, None if start else "reading the dataset")
         stop = min(n, start + block)
         x = np.asarray(dataset.x[start:stop], dtype=np.float32)
         y = np.asarray(dataset.y[start:stop])
@@ -271,22 +273,41 @@ def training_batch(
     return torch.from_numpy(out).permute(0, 3, 1, 2), torch.from_numpy(targets - 1)
 
 
-def _evaluate(
-    model: LczModel, data: Split, loss_fn: nn.Module, batch_size: int, device: torch.device
-) -> tuple[float, dict[str, Any]]:
-    """Mean loss and LCZ metrics of a model on normalised in-memory samples."""
+@dataclass
+class _Fit:
+    """What a run trains with: the model, its loss, optimiser and schedule, and the device."""
+
+    model: LczModel
+    loss_fn: nn.CrossEntropyLoss
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    device: torch.device
+    steps_per_epoch: int
+
+
+def _evaluate(fit: _Fit, data: Split) -> tuple[float, dict[str, Any]]:
+    """Loss and LCZ metrics of the model on normalised in-memory samples.
+
+    The loss is the class-weighted cross-entropy of training over every labelled sample (pixel),
+    whatever the batches: the sum of weighted losses over the sum of their weights (classes absent
+    from training weigh 0); NaN where nothing weighs."""
+    model, weights = fit.model, fit.loss_fn.weight
     model.network.eval()
-    loss_sum, predictions = 0.0, []
+    loss_sum, weight_sum, predictions = 0.0, 0.0, []
     with torch.no_grad():
-        for start in range(0, len(data.x), batch_size):
-            x = data.x[start : start + batch_size]
-            y = torch.from_numpy(data.y[start : start + batch_size].astype(np.int64) - 1)
-            inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)  # channels last
+        for start in range(0, len(data.x), EVALUATION_BATCH):
+            x = data.x[start : start + EVALUATION_BATCH]
+            y = torch.from_numpy(data.y[start : start + EVALUATION_BATCH].astype(np.int64) - 1)
+            y = y.to(fit.device)
+            inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(fit.device)  # channels last
             logits = model.network(inputs)
-            loss_sum += loss_fn(logits, y.to(device)).item() * len(x)
+            loss_sum += nn.functional.cross_entropy(
+                logits, y, weight=weights, ignore_index=-1, reduction="sum"
+            ).item()
+            weight_sum += weights[y[y >= 0]].sum().item()
             codes = model.softmax(logits.cpu()).argmax(dim=1) + 1
             predictions.append(codes.to(torch.uint8).numpy())
-    loss = loss_sum / max(len(data.x), 1)
+    loss = loss_sum / weight_sum if weight_sum else math.nan
     return loss, lcz_metrics(confusion_matrix(data.y, np.concatenate(predictions)))
 
 
@@ -346,7 +367,8 @@ def _check_run_folder(run: Path, overwrite: bool) -> Path:
 
 
 def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
-    """Refuse labels outside 1-17 (0 = unlabelled in tiles) and city indices past the manifest's."""
+    """Refuse labels outside 1-17 (0 = unlabelled in tiles), city indices past the manifest's, and
+    validation samples without a class of the training samples (the validation loss needs one)."""
     lowest = 1 if data.kind == "patches" else 0
     cities = len(data.manifest["cities"])
     for name, part in splits.items():
@@ -362,6 +384,25 @@ def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
                 f"{data.folder}: {name} samples name city {part.city.max()} of {cities}; "
                 "rebuild the dataset (sample patches)",
             )
+    validation = set(np.unique(splits["val"].y).tolist()) - {0}
+    if not validation:
+        raise LczError(
+            "dataset",
+            f"{data.folder}: the validation tiles hold no labelled pixel, so the validation loss "
+            "has nothing to measure; rebuild the dataset with a larger validation fraction or "
+            "another split seed",
+        )
+    if not validation & set(np.unique(splits["train"].y).tolist()):
+        classes = ", ".join(
+            f"{CLASS_BY_CODE[c].short} ({CLASS_BY_CODE[c].name})" for c in sorted(validation)
+        )
+        raise LczError(
+            "dataset",
+            f"{data.folder}: the validation samples hold only LCZ {classes}, which no training "
+            "sample has: the model cannot learn them and the validation loss has nothing to "
+            "measure; rebuild the dataset with a split that puts these classes in training too "
+            "(another split seed, smaller blocks or more cities)",
+        )
 
 
 def _check_training_memory(data: PatchDataset, config: TrainConfig) -> None:
@@ -382,6 +423,204 @@ def _check_training_memory(data: PatchDataset, config: TrainConfig) -> None:
     )
 
 
+def _open_training_data(dataset: str | os.PathLike, config: TrainConfig) -> PatchDataset:
+    """Open a dataset of the kind the task trains on, if it fits in memory."""
+    data = open_dataset(dataset)
+    expected_kind = "patches" if config.task == "patch" else "tiles"
+    if data.kind != expected_kind:
+        raise LczError(
+            "dataset",
+            f"{data.folder} holds {data.kind}; the {config.task} task trains on {expected_kind}",
+        )
+    size = int(data.manifest["patch_size"])
+    if config.task == "segmentation" and size % 8:
+        raise LczError("dataset", f"tiles of {size} px; the U-Net needs a multiple of 8")
+    _check_training_memory(data, config)
+    return data
+
+
+def _prepare_splits(
+    data: PatchDataset, progress: Progress
+) -> tuple[dict[str, Split], dict, list[str]]:
+    """The splits in memory, checked and normalised in place; their normalisation and warnings."""
+    splits, normalisation, valid = load_splits(data, progress)
+    _check_data(data, splits)
+    warnings = []
+    if not valid.all():
+        empty = [n for n, v in zip(data.manifest["band_names"], valid, strict=True) if not v]
+        warnings.append(
+            f"bands {', '.join(empty)} hold no value in the training samples: the model "
+            "ignores them; check the embeddings"
+        )
+    mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
+    for part in splits.values():  # normalised once, block by block, in place
+        for start in range(0, len(part.x), 1024):
+            block = part.x[start : start + 1024]
+            normalised = prepare_inputs(block.transpose(0, 3, 1, 2), mean, std)
+            block[:] = normalised.transpose(0, 2, 3, 1)
+    return splits, normalisation, warnings
+
+
+def _model_metadata(
+    data: PatchDataset,
+    config: TrainConfig,
+    train_split: Split,
+    normalisation: dict,
+    counts: np.ndarray,
+) -> dict[str, Any]:
+    """The metadata a model file carries: network, inputs, classes, provenance."""
+    manifest = data.manifest
+    train_cities = sorted({manifest["cities"][int(c)] for c in np.unique(train_split.city)})
+    return {
+        "task": config.task,
+        "architecture": config.architecture,
+        "width": config.width,
+        "stem": config.stem,
+        "band_count": int(manifest["band_count"]),
+        "band_names": manifest["band_names"],
+        "embedding_source": manifest["embedding_source"],
+        "feature_space": manifest.get("feature_space", ""),
+        "normalisation": normalisation,
+        "classes": [c for c, n in zip(CODES, counts, strict=True) if n > 0],
+        "class_counts": {
+            CLASS_BY_CODE[c].short: int(n) for c, n in zip(CODES, counts, strict=True) if n
+        },
+        "patch_size": int(manifest["patch_size"]),
+        "pixel_size": manifest["pixel_size"],
+        "crs": manifest.get("crs"),
+        "training_cities": train_cities,
+        "dataset": str(data.folder.resolve()),
+        "config": asdict(config),
+        "library_versions": library_versions(),
+    }
+
+
+def _build_fit(metadata: dict[str, Any], weights: np.ndarray, config: TrainConfig, n: int) -> _Fit:
+    """The network, the class-weighted loss, AdamW and its warm-up then cosine schedule."""
+    device = pick_device(config.device)
+    network = create_model(metadata).to(device).to(memory_format=torch.channels_last)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=torch.tensor(weights, dtype=torch.float32, device=device), ignore_index=-1
+    )
+    optimiser = torch.optim.AdamW(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = max(1, n // config.batch_size + (n % config.batch_size >= 2))
+    total_steps = steps_per_epoch * config.epochs
+    warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
+    return _Fit(LczModel(network, metadata), loss_fn, optimiser, scheduler, device, steps_per_epoch)
+
+
+def _train_epoch(
+    fit: _Fit,
+    data: Split,
+    order: np.ndarray,
+    ops: np.ndarray,
+    batch_size: int,
+    progress: Progress,
+) -> float:
+    """One pass over the training samples in `order`; the mean training loss of the epoch."""
+    network = fit.model.network
+    network.train()
+    seen, loss_sum = 0, 0.0
+    for step in range(fit.steps_per_epoch):
+        chosen = np.sort(order[step * batch_size : (step + 1) * batch_size])
+        x, y = training_batch(data.x, data.y, chosen, ops[chosen])
+        if (y >= 0).any():  # tiles without a labelled pixel teach nothing
+            loss = fit.loss_fn(network(x.to(fit.device)), y.to(fit.device))
+            fit.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            fit.optimiser.step()
+            fit.scheduler.step()
+            seen += len(chosen)
+            loss_sum += loss.item() * len(chosen)
+        progress.report(100.0 * (step + 1) / fit.steps_per_epoch)  # the bar only: no log line
+    return loss_sum / max(seen, 1)
+
+
+def _epochs(
+    fit: _Fit, splits: dict[str, Split], config: TrainConfig, progress: Progress
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train epoch by epoch until `epochs`, or `patience` epochs without a better validation
+    loss; the log rows and the best epoch (its loss, number, weights and validation metrics)."""
+    network, n = fit.model.network, len(splits["train"].x)
+    rng = np.random.default_rng(config.seed)
+    rows: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"loss": math.inf, "epoch": 0, "state": None, "metrics": None}
+    span = 100.0 / config.epochs
+    progress.report(0, "training")
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        order = rng.permutation(n)
+        ops = rng.integers(0, 8, size=n) if config.augment else np.zeros(n, dtype=np.int64)
+        epoch_progress = SubProgress(progress, (epoch - 1) * span, epoch * span)
+        train_loss = _train_epoch(
+            fit, splits["train"], order, ops, config.batch_size, epoch_progress
+        )
+        val_loss, val_metrics = _evaluate(fit, splits["val"])
+        row = {
+            "epoch": epoch,
+            "train_loss": round(train_loss, 6),
+            "val_loss": round(val_loss, 6),
+            "val_oa": _round(val_metrics["oa"]),
+            "val_macro_f1": _round(val_metrics["macro_f1"]),
+            "lr": float(f"{fit.scheduler.get_last_lr()[0]:.6g}"),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        rows.append(row)
+        progress.log(
+            f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']}, val loss "
+            f"{row['val_loss']}, val OA {row['val_oa']}, val macro F1 {row['val_macro_f1']}, "
+            f"{row['seconds']} s"
+        )
+        if val_loss < best["loss"]:
+            best = {
+                "loss": val_loss,
+                "epoch": epoch,
+                "state": {k: v.detach().clone() for k, v in network.state_dict().items()},
+                "metrics": {"val": summary(val_metrics)},
+            }
+        elif epoch - best["epoch"] >= config.patience:
+            progress.log(f"early stop: no better validation loss since epoch {best['epoch']}")
+            break
+    return rows, best
+
+
+def _finish(
+    fit: _Fit,
+    best: dict[str, Any],
+    splits: dict[str, Split],
+    rows: list[dict[str, Any]],
+    paths: dict[str, Path],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Keep the best epoch's weights, measure them on the test split and write the model, the log
+    and the curves; the metrics."""
+    if best["state"] is None:  # the labels were checked: only a diverging run gets here
+        raise LczError(
+            "learning_rate",
+            "the validation loss was never finite: the training diverged; lower learning_rate",
+        )
+    network, metadata = fit.model.network, fit.model.metadata
+    network.load_state_dict(best["state"])
+    metrics = dict(best["metrics"])
+    if "test" in splits:
+        progress.report(96, "test split")
+        metrics["test"] = summary(_evaluate(fit, splits["test"])[1])
+    metadata.update(epoch=best["epoch"], metrics=metrics)
+    save_model(paths["model"], network, metadata)
+    _write_log(paths["log"], rows)
+    plot_curves(rows, paths["curves"])
+    return metrics
+
+
 def train(
     dataset: str | os.PathLike,
     output: str | os.PathLike,
@@ -394,154 +633,16 @@ def train(
     config = config or TrainConfig()
     progress = progress or Progress()
     run = _check_run_folder(Path(output), overwrite)
-    data = open_dataset(dataset)
-    expected_kind = "patches" if config.task == "patch" else "tiles"
-    if data.kind != expected_kind:
-        raise LczError(
-            "dataset",
-            f"{data.folder} holds {data.kind}; the {config.task} task trains on {expected_kind}",
-        )
-    size = int(data.manifest["patch_size"])
-    if config.task == "segmentation" and size % 8:
-        raise LczError("dataset", f"tiles of {size} px; the U-Net needs a multiple of 8")
-    _check_training_memory(data, config)
-
-    with atomic_folder(run, tuple(RUN_FILES.values())) as tmp, _deterministic(config):
+    data = _open_training_data(dataset, config)
+    with atomic_folder(run, tuple(RUN_FILES.values())) as tmp, _deterministic(config) as config:
         paths = {key: tmp / name for key, name in RUN_FILES.items()}
         write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
-        splits, normalisation, valid = load_splits(data, SubProgress(progress, 0, 5))
-        _check_data(data, splits)
-        warnings = []
-        if not valid.all():
-            empty = [n for n, v in zip(data.manifest["band_names"], valid, strict=True) if not v]
-            warnings.append(
-                f"bands {', '.join(empty)} hold no value in the training samples: the model "
-                "ignores them; check the embeddings"
-            )
-        mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
-        for part in splits.values():  # normalised once, block by block, in place
-            for start in range(0, len(part.x), 1024):
-                block = part.x[start : start + 1024]
-                normalised = prepare_inputs(block.transpose(0, 3, 1, 2), mean, std)
-                block[:] = normalised.transpose(0, 2, 3, 1)
-        train_split = splits["train"]
-        counts, weights = class_weights(train_split.y, config.class_weighting)
-        device = pick_device(config.device)
-        manifest = data.manifest
-        train_cities = sorted({manifest["cities"][int(c)] for c in np.unique(train_split.city)})
-        metadata: dict[str, Any] = {
-            "task": config.task,
-            "architecture": config.architecture,
-            "width": config.width,
-            "stem": config.stem,
-            "band_count": int(manifest["band_count"]),
-            "band_names": manifest["band_names"],
-            "embedding_source": manifest["embedding_source"],
-            "feature_space": manifest.get("feature_space", ""),
-            "normalisation": normalisation,
-            "classes": [c for c, n in zip(CODES, counts, strict=True) if n > 0],
-            "class_counts": {
-                CLASS_BY_CODE[c].short: int(n) for c, n in zip(CODES, counts, strict=True) if n
-            },
-            "patch_size": size,
-            "pixel_size": manifest["pixel_size"],
-            "crs": manifest.get("crs"),
-            "training_cities": train_cities,
-            "dataset": str(data.folder.resolve()),
-            "config": asdict(config),
-            "library_versions": library_versions(),
-        }
-        network = create_model(metadata).to(device).to(memory_format=torch.channels_last)
-        model = LczModel(network, metadata)
-        loss_fn = nn.CrossEntropyLoss(
-            weight=torch.tensor(weights, dtype=torch.float32, device=device), ignore_index=-1
-        )
-        optimiser = torch.optim.AdamW(
-            network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        n = len(train_split.x)
-        steps_per_epoch = max(1, n // config.batch_size + (n % config.batch_size >= 2))
-        total_steps = steps_per_epoch * config.epochs
-        warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-        rng = np.random.default_rng(config.seed)
-        rows: list[dict[str, Any]] = []
-        best: dict[str, Any] = {"loss": math.inf, "epoch": 0, "state": None, "metrics": None}
-        train_progress = SubProgress(progress, 5, 95)
-        for epoch in range(1, config.epochs + 1):
-            started = time.perf_counter()
-            network.train()
-            order = rng.permutation(n)
-            ops = rng.integers(0, 8, size=n) if config.augment else np.zeros(n, dtype=np.int64)
-            seen, loss_sum = 0, 0.0
-            for step in range(steps_per_epoch):
-                chosen = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
-                x, y = training_batch(train_split.x, train_split.y, chosen, ops[chosen])
-                if not (y >= 0).any():  # tiles without a labelled pixel teach nothing
-                    continue
-                x = x.to(device)
-                loss = loss_fn(network(x), y.to(device))
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                scheduler.step()
-                seen += len(chosen)
-                loss_sum += loss.item() * len(chosen)
-                done = (epoch - 1 + (step + 1) / steps_per_epoch) / config.epochs
-                train_progress.report(
-                    100.0 * done,
-                    f"epoch {epoch}/{config.epochs} batch {step + 1}/{steps_per_epoch} "
-                    f"loss {loss.item():.3f}",
-                )
-            val_loss, val_metrics = _evaluate(
-                model, splits["val"], loss_fn, EVALUATION_BATCH, device
-            )
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": round(loss_sum / max(seen, 1), 6),
-                    "val_loss": round(val_loss, 6),
-                    "val_oa": _round(val_metrics["oa"]),
-                    "val_macro_f1": _round(val_metrics["macro_f1"]),
-                    "lr": float(f"{scheduler.get_last_lr()[0]:.6g}"),
-                    "seconds": round(time.perf_counter() - started, 2),
-                }
-            )
-            progress.log(
-                f"epoch {epoch}: train loss {rows[-1]['train_loss']}, val loss "
-                f"{rows[-1]['val_loss']}, val OA {rows[-1]['val_oa']}, "
-                f"macro F1 {rows[-1]['val_macro_f1']}"
-            )
-            if val_loss < best["loss"]:
-                best = {
-                    "loss": val_loss,
-                    "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in network.state_dict().items()},
-                    "metrics": {"val": summary(val_metrics)},
-                }
-            elif epoch - best["epoch"] >= config.patience:
-                progress.log(f"early stop: no better validation loss since epoch {best['epoch']}")
-                break
-
-        if best["state"] is None:
-            raise LczError("dataset", "the validation loss was never finite: check the labels")
-        network.load_state_dict(best["state"])
-        metrics = dict(best["metrics"])
-        if "test" in splits:
-            progress.report(96, "test split")
-            metrics["test"] = summary(
-                _evaluate(model, splits["test"], loss_fn, EVALUATION_BATCH, device)[1]
-            )
-        metadata.update(epoch=best["epoch"], metrics=metrics)
-        save_model(paths["model"], network, metadata)
-        _write_log(paths["log"], rows)
-        plot_curves(rows, paths["curves"])
+        splits, normalisation, warnings = _prepare_splits(data, SubProgress(progress, 0, 5))
+        counts, weights = class_weights(splits["train"].y, config.class_weighting)
+        metadata = _model_metadata(data, config, splits["train"], normalisation, counts)
+        fit = _build_fit(metadata, weights, config, len(splits["train"].x))
+        rows, best = _epochs(fit, splits, config, SubProgress(progress, 5, 95))
+        metrics = _finish(fit, best, splits, rows, paths, progress)
         for warning in warnings:
             progress.log(f"warning: {warning}")
         progress.report(100, "done")
@@ -550,7 +651,7 @@ def train(
         "run_folder": str(run),
         "epochs_run": len(rows),
         "best_epoch": best["epoch"],
-        "device": str(device),
+        "device": str(fit.device),
         "metrics": metrics,
         "warnings": warnings,
     }

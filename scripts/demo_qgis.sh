@@ -20,6 +20,8 @@ py="$repo/.venv/bin/python"
 kind() { "$py" -c "from lcz_core.choices import SOURCE_KINDS; print(SOURCE_KINDS.index('$1'))"; }
 extent=$("$py" -c "import rasterio; b = rasterio.open('$d/synthetic_embeddings.tif').bounds
 print(f'{b.left},{b.right},{b.bottom},{b.top} [EPSG:32633]')")
+centre=$("$py" -c "import rasterio; b = rasterio.open('$d/synthetic_embeddings.tif').bounds
+print(f'{(b.left + b.right) / 2},{(b.bottom + b.top) / 2} [EPSG:32633]')")
 case "${2:-geotiff}" in
     geotiff) embeddings=(EMBEDDINGS="$d/synthetic_embeddings.tif") ;;
     tessera) embeddings=(EMBEDDINGS_FOLDER="$d/tessera.zarr" SOURCE_KIND="$(kind tessera-zarr)"
@@ -42,6 +44,14 @@ run lcz:plotlczmap -- INPUT="$d/predicted_lcz.tif" TITLE="Synthetica (synthetic)
     OUTPUT="$d/predicted_lcz.png"
 run lcz:plotlczmap -- INPUT="$d/reference_lcz.tif" TITLE="Synthetica (synthetic): reference LCZ map, 100 m" \
     OUTPUT="$d/reference_lcz.png"
+run lcz:embeddingrgb -- "${embeddings[@]}" OUTPUT="$d/embeddings_rgb.tif" PNG="$d/embeddings_rgb.png"
+run lcz:pixoo64 -- "${embeddings[@]}" CENTER="$centre" SIZE_M=1280 OUTPUT="$d/pixoo64.png" \
+    DRY_RUN="$d/pixoo64_payload.json"
+# an experiment on a smaller copy of the city: clean against noisy embeddings, both models
+"$py" -m lcz_core demo --output "$d/experiment_city" --size 320 --experiment true > /dev/null
+run lcz:runexperiment -- CONFIG="$d/experiment_city/experiment/experiment.toml" \
+    OUTPUT="$d/experiment_report"
 echo
 echo "Demo outputs in $d:"
-( cd "$d" && ls -1d dataset run/* evaluation/* ./*.tif ./*.png ./*.json ./*.gpkg | sed 's/^\.\///' )
+( cd "$d" && ls -1d dataset run/* evaluation/* experiment_report/report.* ./*.tif ./*.png ./*.json \
+    ./*.gpkg | sed 's/^\.\///' )

@@ -14,11 +14,14 @@ from .embeddings import (
     embedding_similarity,
     pixoo64,
 )
+from .experiments import EXPERIMENT, run_experiment
 from .lcz_maps import (
     COMPARE_LCZ_MAPS,
+    GLOBAL_LCZ_MAP,
     IMPORT_LCZ_MAP,
     PLOT_LCZ_MAP,
     compare_lcz_maps,
+    global_lcz_map,
     import_lcz_map,
     plot_lcz_map,
 )
@@ -44,6 +47,7 @@ from .training_data import (
 # in workflow order: the CLI lists them so, and QGIS groups them so
 STEPS: tuple[Step, ...] = (
     IMPORT_LCZ_MAP,
+    GLOBAL_LCZ_MAP,
     PLOT_LCZ_MAP,
     COMPARE_LCZ_MAPS,
     CREATE_GRID,
@@ -57,6 +61,7 @@ STEPS: tuple[Step, ...] = (
     EMBEDDING_RGB,
     EMBEDDING_SIMILARITY,
     PIXOO64,
+    EXPERIMENT,
     DEMO_CITY,
 )
 STEP_BY_NAME = {step.name: step for step in STEPS}
@@ -70,11 +75,13 @@ __all__ = [
     "embedding_rgb",
     "embedding_similarity",
     "evaluate_model",
+    "global_lcz_map",
     "import_lcz_map",
     "pixoo64",
     "plot_lcz_map",
     "predict_lcz_map",
     "rasterize_labels",
+    "run_experiment",
     "sample_patches",
     "train_patch_classifier",
     "train_segmentation",

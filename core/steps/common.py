@@ -161,7 +161,7 @@ def source_options(values: dict[str, Any]) -> dict[str, Any]:
 
 def open_embeddings(values: dict[str, Any]):
     """The embedding source named by the values and the extent in its CRS (None = all)."""
-    from ..cities import reproject_extent
+    from ..extents import reproject_extent
     from ..rasters import open_source
 
     extent, extent_crs = values["extent"], values["extent_crs"]

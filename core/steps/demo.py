@@ -26,6 +26,12 @@ DEMO_CITY = Step(
             "AlphaEarth COG-mirror layout with its index (aef/v1/annual/aef_index.parquet)",
             default=False,
         ),
+        Param(
+            "experiment", "bool", "Also an experiment",
+            "write noisy embeddings and an experiment file (experiment/experiment.toml: clean "
+            "against noisy embeddings, patch classifier and U-Net, 5 epochs) beside the city",
+            default=False,
+        ),
     ),
     qgis=False,
 )  # fmt: skip

@@ -1,4 +1,5 @@
-"""Steps on LCZ maps: import any LCZ raster, plot one, compare one with a reference map."""
+"""Steps on LCZ maps: import any LCZ raster, clip the global LCZ map, plot one, compare one with a
+reference map."""
 
 from __future__ import annotations
 
@@ -64,6 +65,54 @@ def import_lcz_map(*, progress: Any, **values: Any) -> dict[str, Any]:
     return {**result, "coding_used": result.pop("coding")}
 
 
+GLOBAL_LCZ_MAP = Step(
+    "global-lcz-map",
+    "Global LCZ map",
+    GROUP,
+    "Clips the global LCZ map (Demuzere et al. 2022, v3: 100 m, nominal year 2018, "
+    "Gaussian-filtered; CC BY 4.0) to an extent (drawn on the canvas or a layer's, in any CRS) "
+    "and writes it as a styled LCZ GeoTIFF (codes 1-17, 0 = nodata, the LCZ colours and a legend "
+    "of the classes present); optionally reprojects it (nearest neighbour) to a CRS and pixel "
+    "size. The map is read over the network from its Cloud Optimized GeoTIFF "
+    "(lcz-generator.rub.de), only the blocks the extent needs; a local copy (lcz_filter_v3.tif, "
+    "Zenodo record 8419340) or another URL can be given as the source, or named once in the "
+    "environment variable LCZ_GLOBAL_LCZ_MAP, which Compare with reference LCZ map also reads.",
+    (
+        Param(
+            "extent", "extent", "Extent", "the area to clip, e.g. drawn on the canvas or a layer's",
+            group="Extent",
+        ),
+        Param(
+            "extent_crs", "crs", "Extent CRS", "CRS of the extent (default: the map's, EPSG:4326)",
+            optional=True, parent="extent", group="Extent",
+        ),
+        Param(
+            "source", "file", "Global LCZ map (path or URL)",
+            "a copy of the filtered map or its URL (default: LCZ_GLOBAL_LCZ_MAP, else the COG online)",
+            optional=True, advanced=True, file_filter="GeoTIFF files (*.tif *.tiff)",
+        ),
+        Param("target_crs", "crs", "Reproject to CRS", "nearest neighbour", optional=True),
+        Param(
+            "resolution", "float", "Pixel size in the target CRS units",
+            "default: the map's pixel size (about 100 m)", optional=True, minimum=0.0,
+        ),
+        Param("output", "output_raster", "Global LCZ map", "uint8 GeoTIFF, codes 1-17, 0 = nodata"),
+    ),
+    (
+        Output("class_counts", "json", "Pixels per class (JSON)"),
+        Output("source_used", "string", "Global LCZ map read"),
+    ),
+)  # fmt: skip
+
+
+@GLOBAL_LCZ_MAP.implementation
+def global_lcz_map(*, progress: Any, **values: Any) -> dict[str, Any]:
+    from ..lczmap import global_lcz_map as clip
+
+    result = clip(progress=progress, **values)
+    return {**result, "source_used": result.pop("source")}
+
+
 PLOT_LCZ_MAP = Step(
     "plot-lcz-map",
     "Plot LCZ map",
@@ -96,9 +145,10 @@ COMPARE_LCZ_MAPS = Step(
     "map's class at its centre, a finer map (e.g. 10 m onto 100 m) gives each cell the class "
     "covering most of its area. Measures: OA, kappa, OA_u (built classes), OA_bu (built vs natural), OA_w "
     "(similarity-weighted), macro F1 and per-class accuracies, with a confusion matrix plot, the area of each class in both maps and an agreement raster. "
-    "Without a reference the global LCZ map (Demuzere et al. 2022, filtered, 100 m) is read over "
-    "the network, only the map's window. The clipped reference is written styled, so it opens "
-    "beside the map.",
+    "Without a reference the global LCZ map (Demuzere et al. 2022, filtered, 100 m) is read as "
+    "Global LCZ map reads it: over the network, only the map's window, or from the copy named by "
+    "the environment variable LCZ_GLOBAL_LCZ_MAP. The clipped reference is written styled, so it "
+    "opens beside the map.",
     (
         Param("input", "raster", "LCZ map (codes 1-17)"),
         Param(
@@ -106,7 +156,8 @@ COMPARE_LCZ_MAPS = Step(
             optional=True,
         ),
         Param(
-            "reference_coding", "enum", "Reference coding", default="auto", choices=CODINGS,
+            "reference_coding", "enum", "Reference coding",
+            "of a given reference (the global LCZ map is 1-17)", default="auto", choices=CODINGS,
             advanced=True,
         ),
         Param("output", "output_file", "Agreement report (JSON)", file_filter="JSON files (*.json)"),
@@ -132,8 +183,7 @@ COMPARE_LCZ_MAPS = Step(
 
 
 @COMPARE_LCZ_MAPS.implementation
-def compare_lcz_maps(*, reference: str | None, progress: Any, **values: Any) -> dict[str, Any]:
-    from ..compare import GLOBAL_LCZ_MAP
+def compare_lcz_maps(*, progress: Any, **values: Any) -> dict[str, Any]:
     from ..compare import compare_lcz_maps as compare
 
-    return compare(reference=reference or GLOBAL_LCZ_MAP, progress=progress, **values)
+    return compare(progress=progress, **values)

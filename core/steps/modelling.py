@@ -47,7 +47,8 @@ TRAINING_OPTIONS = (
     _option("seed", "int", "Random seed", "same data and seed give the same model on a CPU", 0, minimum=0),
     _option("device", "enum", "Device", "auto: a GPU when present", "auto", choices=DEVICES, advanced=True),
     _option(
-        "threads", "int", "CPU threads", "0: torch's choice; 1 is faster beside a busy desktop",
+        "threads", "int", "CPU threads",
+        "0: torch's choice (the run records the count used); 1 is faster beside a busy desktop",
         0, minimum=0, maximum=1024, advanced=True,
     ),
 )  # fmt: skip
@@ -226,9 +227,9 @@ PREDICT = Step(
         ),
         Param("batch_size", "int", "Batch size", "patches per batch", default=256, minimum=1, maximum=65_536, advanced=True),
         DEVICE,
-        Param("output", "output_raster", "LCZ map"),
+        Param("output", "output_raster", "Predicted LCZ map"),
         Param(
-            "confidence", "output_raster", "Confidence",
+            "confidence", "output_raster", "Prediction confidence",
             "default: <output>_confidence.tif", optional=True,
         ),
     ),
@@ -239,6 +240,11 @@ PREDICT = Step(
 
 @PREDICT.implementation
 def predict_lcz_map(*, grid_crs: str | None, progress: Any, **values: Any) -> dict[str, Any]:
+    from pathlib import Path
+
+    from ..outputs import confidence_style_qml, write_text_atomic
     from ..predict import predict_raster
 
-    return predict_raster(crs=grid_crs, progress=progress, **values)
+    result = predict_raster(crs=grid_crs, progress=progress, **values)
+    write_text_atomic(Path(result["confidence"]).with_suffix(".qml"), confidence_style_qml())
+    return result

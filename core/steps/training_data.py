@@ -90,7 +90,7 @@ SAMPLE_PATCHES = Step(
             optional=True, group="Cities",
         ),
         Param(
-            "kind", "enum", "Dataset kind", "patches: one class each; tiles: label rasters",
+            "dataset_kind", "enum", "Dataset kind", "patches: one class each; tiles: label rasters",
             default="patches", choices=DATASET_KINDS, group="Samples",
         ),
         Param(
@@ -171,7 +171,7 @@ def sample_patches(*, progress: Any, **values: Any) -> dict[str, Any]:
     return make_dataset(
         cities,
         values["output"],
-        kind=values["kind"],
+        kind=values["dataset_kind"],
         patch_size=values["patch_size"],
         split=split_config(values),
         min_share=values["min_share"],

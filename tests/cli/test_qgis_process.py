@@ -192,7 +192,7 @@ def test_segmentation_chain_from_the_command_line(repo_env, demo_city, tmp_path)
         "lcz:samplepatches",
         EMBEDDINGS=demo_city.embeddings_zarr,
         LABELS=demo_city.labels,
-        KIND=1,
+        DATASET_KIND=1,
         SPLIT_METHOD=3,
         OUTPUT=tmp_path / "tiles",
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -102,6 +103,20 @@ def test_datasets_without_their_grids_get_blocks_of_the_same_size(dataset):
         assert np.unique(np.floor(x[here] / side)).size == 1
         assert np.unique(np.floor(y[here] / side)).size == 1
     assert np.unique(blocks).size == np.unique(np.floor(x / side) * 1e6 + np.floor(y / side)).size
+
+
+def test_a_split_of_single_cells_is_resampled_cell_by_cell(dataset, model, tmp_path):
+    # random and polygon splits deal no blocks: sampling records no block size for them
+    random = tmp_path / "random"
+    shutil.copytree(dataset, random)
+    manifest = json.loads((random / "manifest.json").read_text(encoding="utf-8"))
+    manifest["block_cells_used"] = [None]
+    (random / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    ds = open_dataset(random)
+    blocks, k = sample_blocks(ds)
+    assert k == 1 and np.unique(blocks).size == len(ds)  # one patch per cell
+    found = evaluate_model(model, [random], tmp_path / "eval", bootstrap_draws=20)
+    assert found["intervals"]["oa"][0] < found["intervals"]["oa"][1]
 
 
 def test_the_report_gives_intervals_and_definitions(dataset, all_samples):

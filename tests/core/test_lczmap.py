@@ -96,6 +96,25 @@ def test_reproject_to_target_crs_and_resolution(real_data, tmp_path):
     assert result["nodata_pixels"] > 0 and result["class_counts"]["D"] > 4 * 1362 * 0.8
 
 
+def test_extent_without_its_crs_is_in_the_input_crs_when_reprojecting(real_data, tmp_path):
+    # a 2 km box in the input's CRS (EPSG:3035), the output in UTM 30N
+    box = (3416000.0, 2800000.0, 3418000.0, 2802000.0)
+    import_lcz_map(
+        real_data / "redon/redonWudapt.tif",
+        tmp_path / "utm.tif",
+        extent=box,
+        target_crs="EPSG:32630",
+        resolution=50,
+    )
+    from rasterio.warp import transform_bounds
+
+    wanted = transform_bounds("EPSG:3035", "EPSG:32630", *box)
+    with rasterio.open(tmp_path / "utm.tif") as out:
+        left, bottom, right, top = out.bounds
+    assert abs(left - wanted[0]) <= 50 and abs(right - wanted[2]) <= 50
+    assert abs(bottom - wanted[1]) <= 50 and abs(top - wanted[3]) <= 50
+
+
 def test_unknown_values_are_refused_naming_them(tmp_path, write_raster):
     source = write_raster(
         tmp_path / "in.tif", np.array([[1, 2], [42, 250]], dtype=np.uint8), nodata=None

@@ -154,7 +154,7 @@ def test_predict_over_an_extent_matches_the_full_map(demo_city, tmp_path, random
     full = predict_raster(model, demo_city.embeddings_tif, tmp_path / "full.tif")
     x0, y0 = DEMO_ORIGIN
     # 1.2 km x 0.8 km, 100 m aligned, given in lon/lat like an extent drawn in QGIS
-    from lcz_core.cities import reproject_extent
+    from lcz_core.extents import reproject_extent
 
     box = (x0 + 1000, y0 - 2600, x0 + 2200, y0 - 1800)
     lonlat = reproject_extent(box, "EPSG:32633", "EPSG:4326")

@@ -10,8 +10,9 @@ import zarr
 from affine import Affine
 from rasterio.windows import Window
 
-from lcz_core.cities import extent_to_utm, load_catalogue, reproject_extent, utm_crs_for
+from lcz_core.cities import load_catalogue
 from lcz_core.errors import LczError
+from lcz_core.extents import extent_to_utm, reproject_extent, utm_crs_for
 from lcz_core.rasters import GeoTiffSource, open_source
 
 BERLIN_TIF = "berlin/Berlin_S2_2024-10-24_sample.tif"

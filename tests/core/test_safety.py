@@ -386,6 +386,38 @@ def test_datasets_that_cannot_train_are_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "nan"]
 
 
+def test_validation_samples_of_no_trained_class_are_refused(tmp_path):
+    patches = next(learnable_batches())  # training: LCZ 2, 6 and 14
+    patches.y[patches.split == 1] = 9
+    write_dataset(tmp_path / "p", [patches], {**dataset_manifest(), "patch_size": 8})
+    with pytest.raises(LczError) as error:
+        train(tmp_path / "p", tmp_path / "run")
+    assert error.value.parameter == "dataset"
+    assert re.search(
+        r"validation samples hold only LCZ 9 .*, which no training sample has", error.value.message
+    ), error.value.message
+    tiles = next(learnable_batches())  # tiles whose validation pixels are all unlabelled
+    y = np.broadcast_to(tiles.y[:, None, None], (len(tiles.y), 8, 8)).copy()
+    y[tiles.split == 1] = 0
+    tiles = Batch(tiles.x, y, tiles.split, tiles.city, tiles.centre_x, tiles.centre_y)
+    write_dataset(tmp_path / "t", [tiles], {**dataset_manifest(), "kind": "tiles", "patch_size": 8})
+    config = TrainConfig(task="segmentation")
+    with pytest.raises(LczError, match="validation tiles hold no labelled pixel") as error:
+        train(tmp_path / "t", tmp_path / "run", config)
+    assert error.value.parameter == "dataset"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p", "t"]
+
+
+@pytest.mark.slow
+def test_a_diverging_run_is_refused_naming_the_learning_rate(tmp_path):
+    write_dataset(tmp_path / "ds", learnable_batches(), {**dataset_manifest(), "patch_size": 8})
+    config = TrainConfig(epochs=1, batch_size=8, width=4, learning_rate=1e30, threads=1)
+    with pytest.raises(LczError, match="never finite: the training diverged") as error:
+        train(tmp_path / "ds", tmp_path / "run", config)
+    assert error.value.parameter == "learning_rate"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
 @pytest.mark.slow
 def test_overwrite_replaces_only_the_run_files_and_warns_of_empty_bands(tmp_path):
     write_dataset(tmp_path / "ds", learnable_batches(), {**dataset_manifest(), "patch_size": 8})

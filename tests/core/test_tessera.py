@@ -14,8 +14,8 @@ from product_world import BANDS, expected_on, sample_world, zone_grid
 from pyproj import Transformer
 from rasterio.windows import Window
 
-from lcz_core.cities import reproject_extent
 from lcz_core.errors import LczError
+from lcz_core.extents import reproject_extent
 from lcz_core.layouts import write_tessera_zone
 from lcz_core.rasters import crop_to_extent, open_source
 from lcz_core.tessera import (

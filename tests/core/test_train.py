@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,12 @@ import torch
 from safetensors.torch import load_file
 
 from lcz_core.cli import main
-from lcz_core.datasets import open_dataset
+from lcz_core.datasets import Batch, open_dataset, write_dataset
 from lcz_core.errors import LczError
 from lcz_core.evaluate import evaluate_model
 from lcz_core.labels import open_labels
 from lcz_core.lcz import code_from_text
-from lcz_core.models import load_model, read_model_metadata
+from lcz_core.models import load_model, prepare_inputs, read_model_metadata
 from lcz_core.progress import Cancelled, Progress
 from lcz_core.rasters import open_source
 from lcz_core.sampling import CityInput, SplitConfig, make_dataset
@@ -86,10 +87,30 @@ def test_segmentation_beats_the_majority_class(tile_dataset, tmp_path):
     assert read_model_metadata(run["model"])["architecture"] == "unet"
 
 
+class ThreadsSeen(Progress):
+    """Notes torch's thread count at every report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def _emit(self, percent: float, message: str | None) -> None:
+        self.threads.add(torch.get_num_threads())
+
+
 def test_rerunning_the_experiment_file_gives_identical_weights_and_metrics(patch_run, tmp_path):
     dataset, output, config = read_experiment(patch_run["experiment"])
-    assert output.name == "patch" and config == TrainConfig(**FAST)
-    again = train(dataset, tmp_path / "again", config)
+    used = torch.get_num_threads()  # threads = 0 ran with torch's count: the file records it
+    assert output.name == "patch" and config == TrainConfig(**{**FAST, "threads": used})
+    assert read_model_metadata(patch_run["model"])["config"]["threads"] == used
+    other = 1 if used > 1 else 2  # the rerun sets the recorded count, whatever the process has
+    torch.set_num_threads(other)
+    seen = ThreadsSeen()
+    try:
+        again = train(dataset, tmp_path / "again", config, seen)
+        assert seen.threads == {used} and torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(used)
     assert again["metrics"] == patch_run["metrics"]
     first, second = load_file(patch_run["model"]), load_file(again["model"])
     assert first.keys() == second.keys()
@@ -122,11 +143,15 @@ def test_run_folder_and_model_metadata(patch_dataset, patch_run):
 
 
 class CancelAt(Progress):
-    """Cancels the run when a progress message mentions `marker`."""
+    """Cancels the run when a progress message or a log line mentions `marker`."""
 
     def __init__(self, marker: str) -> None:
         super().__init__()
         self.marker = marker
+
+    def log(self, message: str) -> None:
+        if self.marker in message:
+            self.cancel()
 
     def _emit(self, percent: float, message: str | None) -> None:
         if message and self.marker in message:
@@ -143,11 +168,11 @@ def test_cancel_leaves_nothing_and_keeps_the_earlier_run(patch_dataset, patch_ru
         before[target.name] = target.read_bytes()
     config = TrainConfig(epochs=5, batch_size=16, patience=5)
     with pytest.raises(Cancelled):
-        train(patch_dataset, run, config, CancelAt("epoch 2/5 batch 3/"), overwrite=True)
+        train(patch_dataset, run, config, CancelAt("epoch 1/5:"), overwrite=True)  # in epoch 2
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert not list(tmp_path.glob(".*partial*"))
     with pytest.raises(Cancelled):  # a new folder: nothing appears, not even experiment.toml
-        train(patch_dataset, tmp_path / "new", config, CancelAt("epoch 1/5 batch 2/"))
+        train(patch_dataset, tmp_path / "new", config, CancelAt("training"))  # at batch 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
@@ -283,7 +308,8 @@ def test_command_line_train_evaluate_predict(demo_city, patch_dataset, patch_run
     )  # fmt: skip
     _, output, config = read_experiment(trained["experiment"])
     assert output == tmp_path / "cli_run"
-    assert config == TrainConfig(**{**FAST, "epochs": 2, "augment": False})
+    threads = torch.get_num_threads()
+    assert config == TrainConfig(**{**FAST, "epochs": 2, "augment": False, "threads": threads})
     assert trained["epochs_run"] == 2
     evaluated = run(
         "evaluate-model", "--model", trained["model"], "--dataset", str(patch_dataset),
@@ -298,3 +324,89 @@ def test_command_line_train_evaluate_predict(demo_city, patch_dataset, patch_run
     assert main(["--jsonl", "train-segmentation", "--dataset", str(patch_dataset)]) == 1
     error = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert error["type"] == "error" and error["parameter"] == "output"
+
+
+def write_samples(folder, train_y: np.ndarray, val_y: np.ndarray, bands=3, size=8) -> Path:
+    """A dataset whose band 0 tells the class: train then val samples; tiles when y is 3-D."""
+    y = np.concatenate([train_y, val_y]).astype(np.uint8)
+    kind, n = ("tiles" if y.ndim == 3 else "patches"), len(y)
+    x = np.random.default_rng(2).normal(size=(n, bands, size, size)).astype(np.float32)
+    x[:, 0] += (y if kind == "tiles" else y[:, None, None]) / 2
+    split = np.repeat([0, 1], [len(train_y), len(val_y)])
+    manifest = {
+        "kind": kind, "patch_size": size, "pixel_size": 10.0,
+        "band_names": [f"b{i}" for i in range(bands)], "embedding_source": "test numbers",
+        "cities": ["a"], "crs": "EPSG:32633", "seed": 0, "split_method": "random",
+        "split_fractions": [0.8, 0.2, 0.0], "buffer_m": 0.0,
+    }  # fmt: skip
+    batch = Batch(x, y, split, np.zeros(n), np.arange(n) * 80.0, np.zeros(n))
+    write_dataset(folder, [batch], manifest)
+    return folder
+
+
+def test_validation_loss_is_the_weighted_mean_over_every_labelled_pixel(tmp_path, monkeypatch):
+    """Val tiles one per batch: one without a labelled pixel, one of a class training lacks, and
+    tiles labelled in part; the logged loss is the class-weighted cross-entropy over all of it."""
+    rng = np.random.default_rng(3)
+    train_y = rng.choice(np.array([2, 6], np.uint8), size=(16, 8, 8))
+    val_y = rng.choice(np.array([0, 2, 6], np.uint8), size=(6, 8, 8))
+    val_y[:2] = 0  # tile 0: nothing labelled; tile 1: LCZ 14 (not trained) and unlabelled
+    val_y[1, :4] = 14
+    val_y[2, :, :7] = 0  # one labelled column
+    folder = write_samples(tmp_path / "tiles", train_y, val_y)
+    monkeypatch.setattr("lcz_core.train.EVALUATION_BATCH", 1)
+    config = TrainConfig(task="segmentation", epochs=1, batch_size=4, width=4, threads=1)
+    run = train(folder, tmp_path / "run", config)
+    with open(run["log"], newline="") as f:
+        logged = float(next(csv.DictReader(f))["val_loss"])
+
+    model = load_model(run["model"])  # epoch 1: the model the loss was measured on
+    ds = open_dataset(folder)
+    val = ds.split[:] == 1
+    x = torch.from_numpy(prepare_inputs(ds.x[:][val], model.mean, model.std))
+    with torch.no_grad():
+        log_p = torch.log_softmax(model.network(x).double(), dim=1).numpy()
+    targets = val_y.astype(np.int64) - 1
+    n, h, w = np.nonzero(targets >= 0)
+    nll = -log_p[n, targets[n, h, w], h, w]
+    weights = class_weights(train_y, "sqrt")[1][targets[n, h, w]]
+    assert weights.min() == 0 and weights.max() > 0  # LCZ 14 weighs nothing
+    assert logged == pytest.approx((weights * nll).sum() / weights.sum(), abs=2e-6)
+
+
+class Recorder(Progress):
+    """Keeps the log lines, the progress messages and the number of reports of a run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logs: list[str] = []
+        self.messages: list[str] = []
+        self.reports = 0
+
+    def log(self, message: str) -> None:
+        self.logs.append(message)
+
+    def _emit(self, percent: float, message: str | None) -> None:
+        self.reports += 1
+        if message:  # the QGIS log shows every progress message as a line
+            self.messages.append(message)
+
+
+def test_a_run_logs_one_line_per_epoch(tmp_path):
+    y = np.array([2, 6, 14], np.uint8)[np.arange(48) % 3]
+    folder = write_samples(tmp_path / "ds", y[:40], y[40:], bands=1024)
+    assert open_dataset(folder).x.chunks[0] < 40  # read in several blocks
+    recorder = Recorder()
+    config = TrainConfig(epochs=3, batch_size=4, width=4, patience=3, threads=1)
+    run = train(folder, tmp_path / "run", config, recorder)
+    assert run["epochs_run"] == 3
+    assert len(recorder.logs) == 3, recorder.logs
+    number = r"\d+(\.\d+)?"
+    for epoch, line in enumerate(recorder.logs, 1):
+        assert re.fullmatch(
+            rf"epoch {epoch}/3: train loss {number}, val loss {number}, val OA {number}, "
+            rf"val macro F1 {number}, {number} s",
+            line,
+        ), line
+    assert recorder.messages == ["reading the dataset", "training", "done"]
+    assert recorder.reports >= 3 * 10  # the bar still moves batch by batch

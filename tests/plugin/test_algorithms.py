@@ -192,3 +192,20 @@ def test_compare_with_reference_writes_report_and_styled_reference(
     layer = QgsRasterLayer(result["REFERENCE_OUTPUT"], "reference")
     assert layer.isValid() and layer.renderer().type() == "paletted"
     assert (tmp_path / "confusion.png").is_file()
+
+
+def test_outputs_load_styled_and_named_as_processing_loads_them(
+    lcz_provider, qgis_iface, qgis_new_project, real_data, tmp_path
+):
+    import processing
+    from qgis.core import QgsProject
+
+    processing.runAndLoadResults(
+        "lcz:importlczmap",
+        {"INPUT": str(real_data / "redon/redonWudapt.tif"), "OUTPUT": str(tmp_path / "r.tif")},
+    )
+    layers = QgsProject.instance().mapLayersByName("LCZ map")
+    assert len(layers) == 1
+    renderer = layers[0].renderer()
+    # the post-processor applied the .qml: the classes present, not 256 palette rows
+    assert renderer.type() == "paletted" and len(renderer.classes()) == 9
