@@ -13,11 +13,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), "/usr/share/qgis/python/plugins"]
-os.environ.setdefault("QT_HASH_SEED", "0")  # Qt writes the XML attributes in the same order each run
+os.environ.setdefault(
+    "QT_HASH_SEED", "0"
+)  # Qt writes the XML attributes in the same order each run
 
 from qgis.core import (  # noqa: E402 (after the path set-up)
-    QgsProcessing,
     QgsApplication,
+    QgsProcessing,
     QgsProcessingModelAlgorithm,
     QgsProcessingModelChildAlgorithm,
     QgsProcessingModelChildParameterSource,
