@@ -635,7 +635,7 @@ def _sample_all(
         for kind in exp.kinds:
             for embedding in exp.embeddings:
                 entry = _city_entry(city, [embedding], exp.labels)
-                settings = {**exp.sampling, "kind": kind}
+                settings = {**exp.sampling, "dataset_kind": kind}
                 folder = (
                     out
                     / "datasets"

@@ -38,10 +38,18 @@ DEMO_CITY = Step(
 
 
 @DEMO_CITY.implementation
-def write_demo_city(*, output: str, products: bool, progress: Any, **values: Any) -> dict[str, Any]:
+def write_demo_city(
+    *, output: str, products: bool, experiment: bool, progress: Any, **values: Any
+) -> dict[str, Any]:
+    from pathlib import Path
+
     from ..demo import make_demo_city
+    from ..demo_experiment import write_demo_experiment
     from ..demo_products import write_demo_products
 
     city = make_demo_city(output, progress=progress, **values)
     written = write_demo_products(city, progress=progress).as_dict() if products else {}
+    if experiment:
+        config = write_demo_experiment(city, Path(output) / "experiment", epochs=5)
+        written["experiment"] = str(config)
     return {"output": output, **city.as_dict(), **written}

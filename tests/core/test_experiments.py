@@ -192,7 +192,10 @@ def test_merged_datasets_keep_each_city_its_samples_grid_and_split(sources, tmp_
     with pytest.raises(LczError, match="appears twice"):
         merge_datasets([folders[0], folders[0]], tmp_path / "twice")
     sample_patches(
-        cities=str(tmp_path / "east.toml"), kind="tiles", patch_size=16, output=str(tmp_path / "t")
+        cities=str(tmp_path / "east.toml"),
+        dataset_kind="tiles",
+        patch_size=16,
+        output=str(tmp_path / "t"),
     )
     with pytest.raises(LczError, match="differ in kind"):
         merge_datasets([folders[0], tmp_path / "t"], tmp_path / "mixed")
