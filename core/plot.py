@@ -243,11 +243,13 @@ def plot_lcz_raster(
         transform = src.transform * src.transform.scale(src.width / shape[1], src.height / shape[0])
         metric = bool(src.crs and src.crs.is_projected)
         crs = src.crs.to_string() if src.crs else None
+        bands = src.count
     unknown = np.setdiff1d(np.unique(codes), np.arange(NUM_CLASSES + 1))
     if unknown.size:
+        values = ", ".join(f"{v:g}" for v in unknown[:5])
         raise LczError(
             "input",
-            f"values {unknown[:10].tolist()} are not LCZ codes 1-17; "
+            f"band 1 (of {bands}) holds values such as {values} that are not LCZ codes 1-17; "
             "import the map first (Import LCZ map) to translate its coding",
         )
     progress.report(50, "plotting")
