@@ -28,7 +28,7 @@ OUTPUT_KINDS = ("output_raster", "output_vector", "output_file", "output_folder"
 RESULT_KINDS = ("number", "string", "json", "file", "html", "folder", "raster", "vector")
 # Files written beside a raster or vector output.
 SIDECAR_SUFFIXES = (".qml", ".aux.xml", ".ovr")
-# Inputs read as layers: a style (.qml) beside one is the user's too.
+# Inputs read as layers: the style and GDAL metadata beside one are the user's too.
 LAYER_KINDS = ("raster", "vector", "embeddings", "labels")
 
 
@@ -332,9 +332,10 @@ def check_output_paths(step: Step, values: Mapping[str, Any]) -> None:
                 if "://" not in item and not item.startswith("/vsi"):
                     path = Path(os.path.realpath(item.split("|")[0]))
                     reads.append((param, item, path))
-                    style = path.with_suffix(".qml")
-                    if param.kind in LAYER_KINDS and style.is_file():
-                        reads.append((param, f"its style {style}", style))
+                    if param.kind in LAYER_KINDS:
+                        for sidecar in (path.with_suffix(".qml"), Path(f"{path}.aux.xml")):
+                            if sidecar.is_file():
+                                reads.append((param, f"its sidecar {sidecar}", sidecar))
     written: list[tuple[Param, list[Path]]] = []
     for param in (p for p in step.params if p.is_output and values.get(p.name)):
         paths = _written_paths(values[param.name], param.kind)

@@ -306,6 +306,9 @@ PROBES = [
     Probe("import output's style sidecar is the input's style", lambda c: [
         "import-lcz-map", "--input", _styled(c.copy(c.city.labels, "l.tif")),
         "--output", c.inp / "l.tiff"], "--output", "l.qml"),
+    Probe("import output is the input's .aux.xml", lambda c: [
+        "import-lcz-map", "--input", c.copy(c.city.labels, "l.tif"),
+        "--output", c.inp / "l.tif.aux.xml"], "--output", "l.tif.aux.xml"),
     Probe("embedding-rgb picture is the embeddings", lambda c: [
         "embedding-rgb", "--embeddings", c.copy(c.city.embeddings_tif, "e.tif"),
         "--output", c.out / "rgb.tif", "--png", c.inp / "e.tif"], "--png"),
