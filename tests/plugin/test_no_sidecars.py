@@ -32,7 +32,9 @@ def test_checking_a_path_writes_nothing_beside_it(
         copy = folder / f"{key.lower()}.tif"
         shutil.copy(sources[value], copy)
         parameters[key] = str(copy)
-    definitions = QgsApplication.processingRegistry().algorithmById(algorithm).parameterDefinitions()
+    definitions = (
+        QgsApplication.processingRegistry().algorithmById(algorithm).parameterDefinitions()
+    )
     context = QgsProcessingContext()
     for definition in definitions:
         if definition.name() in parameters:
