@@ -63,6 +63,10 @@ AGREEMENT_CLASSES: tuple[tuple[int, str, str], ...] = (
 _BUILT = np.isin(np.arange(NUM_CLASSES + 1), BUILT_CODES)
 
 
+# the parameters of import_lcz_map, which reads the reference, as this step names them
+REFERENCE_PARAMETERS = {"coding": "reference_coding", "output": "reference_output"}
+
+
 def compare_lcz_maps(
     input: str | Path,
     output: str | Path,
@@ -96,20 +100,27 @@ def compare_lcz_maps(
         # the reference, clipped to the map and translated to 1-17, is itself a styled output
         clipped = Path(reference_output or Path(scratch) / "reference.tif")
         window = {"extent": tuple(bounds), "extent_crs": crs.to_wkt()}
-        if reference is None:
-            imported = global_lcz_map(
-                clipped, **window, progress=SubProgress(progress, 0, 30), parameter="reference"
-            )
-            reference = imported["source"]
-        else:
-            imported = import_lcz_map(
-                reference,
-                clipped,
-                coding=reference_coding,
-                **window,
-                progress=SubProgress(progress, 0, 30),
-                parameter="reference",
-            )
+        try:
+            if reference is None:
+                imported = global_lcz_map(
+                    clipped, **window, progress=SubProgress(progress, 0, 30), parameter="reference"
+                )
+                reference = imported["source"]
+            else:
+                imported = import_lcz_map(
+                    reference,
+                    clipped,
+                    coding=reference_coding,
+                    **window,
+                    progress=SubProgress(progress, 0, 30),
+                    parameter="reference",
+                )
+        except LczError as error:  # about the reference: name this step's parameters
+            parameter = REFERENCE_PARAMETERS.get(error.parameter, "reference")
+            message = error.message
+            if error.parameter == "extent":  # the extent was the map's
+                message = f"the map {input} lies outside the reference: {message}"
+            raise LczError(parameter, message) from None
         ref = stack.enter_context(open_raster(clipped, "reference"))
         src = stack.enter_context(open_raster(input))
         ratio = _size_ratio(src, ref)

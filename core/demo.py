@@ -145,6 +145,10 @@ def make_demo_city(
     from shapely.geometry import Point, box
 
     progress = progress or Progress()
+    if size < 2 * PATCH_PX or size % int(REFERENCE_PIXEL / DEMO_PIXEL):
+        raise LczError(
+            "size", f"{size} must be a multiple of 10 pixels and at least {2 * PATCH_PX}"
+        )
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     city = DemoCity(
@@ -158,10 +162,6 @@ def make_demo_city(
     )
     transform = _transform(DEMO_PIXEL)
     progress.report(0, "labels")
-    if size < 2 * PATCH_PX or size % int(REFERENCE_PIXEL / DEMO_PIXEL):
-        raise LczError(
-            "size", f"{size} must be a multiple of 10 pixels and at least {2 * PATCH_PX}"
-        )
     labels = demo_labels(seed, size)
     with LczRasterWriter(
         city.labels, crs=DEMO_CRS, transform=transform, width=size, height=size
@@ -225,17 +225,23 @@ def make_demo_city(
     _write_vector(gpd.GeoDataFrame(rows, crs=DEMO_CRS), city.patches)
 
     polygons = []
-    square = 20  # pixels a side of the uniform squares the polygons are drawn in
-    for code in np.unique(labels):
-        found = 0
-        for top in range(0, size - square, square):
-            for left in range(0, size - square, square):
-                if found < 3 and np.all(labels[top : top + square, left : left + square] == code):
-                    x0, y0 = transform * (left + 2, top + square - 2)
-                    x1, y1 = transform * (left + square - 2, top + 2)
-                    polygons.append({"lcz": int(code), "geometry": box(x0, y0, x1, y1)})
-                    found += 1
-    _write_vector(gpd.GeoDataFrame(polygons, crs=DEMO_CRS), city.polygons)
+    # squares of one class, up to 3 per class; a small city has only small uniform areas
+    for square in (20, 10, 6, 4):
+        inset = max(1, square // 10)  # pixels kept off the square's edge
+        for code in np.unique(labels):
+            found = 0
+            for top in range(0, size - square, square):
+                for left in range(0, size - square, square):
+                    window = labels[top : top + square, left : left + square]
+                    if found < 3 and np.all(window == code):
+                        x0, y0 = transform * (left + inset, top + square - inset)
+                        x1, y1 = transform * (left + square - inset, top + inset)
+                        polygons.append({"lcz": int(code), "geometry": box(x0, y0, x1, y1)})
+                        found += 1
+        if polygons:
+            break
+    frame = gpd.GeoDataFrame(polygons, columns=["lcz", "geometry"], crs=DEMO_CRS)
+    _write_vector(frame, city.polygons)
 
     progress.report(85, "reference map")
     reference = _reference_map(labels, seed)

@@ -38,7 +38,7 @@ from .metrics import (
     summary,
 )
 from .models import LczModel, load_model, pick_device
-from .outputs import write_text_atomic
+from .outputs import atomic_folder, write_text_atomic
 from .progress import Progress, SubProgress
 
 INTERVAL_LEVEL = 0.9
@@ -171,7 +171,6 @@ def evaluate_model(
     folder = Path(output)
     if not folder.parent.is_dir():
         raise LczError("output", f"folder {folder.parent} does not exist; create it first")
-    folder.mkdir(exist_ok=True)
 
     blocks: dict[tuple[int, str, int], np.ndarray] = {}
     block_cells = []
@@ -214,19 +213,15 @@ def evaluate_model(
         name: (b.intervals() if (b := bootstrap([k for k in blocks if k[1] == name])) else None)
         for name in cities_out
     }
-    paths = {
-        "metrics_json": folder / "metrics.json",
-        "confusion_png": folder / "confusion.png",
-        "report": folder / "report.html",
-    }
-    title = f"{split} split: {', '.join(sorted(per_city))}"
-    plot_confusion(total, paths["confusion_png"], title)
+    names = {"metrics_json": "metrics.json", "confusion_png": "confusion.png"}
     if overall:
-        paths["bootstrap_png"] = plot_bootstrap(overall, metrics, folder / "bootstrap.png", title)
-    city_plots = {}
-    if len(per_city) > 1:
-        for name, c in per_city.items():
-            city_plots[name] = plot_confusion(c, folder / f"confusion_{_slug(name)}.png", name)
+        names["bootstrap_png"] = "bootstrap.png"
+    city_names = (
+        {name: f"confusion_{_slug(name)}.png" for name in per_city} if len(per_city) > 1 else {}
+    )
+    names["report"] = "report.html"  # last: it names the others
+    paths = {key: folder / name for key, name in names.items()}
+    city_plots = {name: folder / file for name, file in city_names.items()}
     intervals = overall.intervals() if overall else None
     record = {
         "model": str(model),
@@ -251,8 +246,18 @@ def evaluate_model(
         },
         "confusion_matrix": total.tolist(),
     }
-    write_text_atomic(paths["metrics_json"], json.dumps(record, indent=2))
-    write_text_atomic(paths["report"], report_html(loaded.metadata, record, paths, city_plots))
+    title = f"{split} split: {', '.join(sorted(per_city))}"
+    # built aside: a failure leaves nothing, and only these files of an earlier report change
+    with atomic_folder(folder, [*city_names.values(), *names.values()]) as tmp:
+        plot_confusion(total, tmp / names["confusion_png"], title)
+        if overall:
+            plot_bootstrap(overall, metrics, tmp / names["bootstrap_png"], title)
+        for name, c in per_city.items():
+            if name in city_names:
+                plot_confusion(c, tmp / city_names[name], name)
+        write_text_atomic(tmp / names["metrics_json"], json.dumps(record, indent=2))
+        report = report_html(loaded.metadata, record, paths, city_plots)
+        write_text_atomic(tmp / names["report"], report)
     progress.report(100, "done")
     return {
         **{k: str(v) for k, v in paths.items()},

@@ -79,10 +79,17 @@ class Grid:
         return Window(col0, row0, self.cell_px, self.cell_px)
 
 
-def make_grid(source: EmbeddingSource, extent: Bounds | None = None, cell_px: int = 32) -> Grid:
-    """Cells over `extent` (source CRS; default the whole source), snapped to its pixel grid."""
+def make_grid(
+    source: EmbeddingSource,
+    extent: Bounds | None = None,
+    cell_px: int = 32,
+    parameter: str = "cell_size",
+) -> Grid:
+    """Cells over `extent` (source CRS; default the whole source), snapped to its pixel grid.
+
+    `parameter` names the cell size in errors (a patch size when cells are patches)."""
     if cell_px < 1:
-        raise LczError("cell_size", f"cell size must be at least one pixel, got {cell_px}")
+        raise LczError(parameter, f"cell size must be at least one pixel, got {cell_px}")
     sl, sb, sr, st = source.bounds
     if extent is None:
         extent = source.bounds
@@ -102,6 +109,12 @@ def make_grid(source: EmbeddingSource, extent: Bounds | None = None, cell_px: in
     row0 = math.floor((source.transform.f - top) / res + 1e-6)
     col1 = math.ceil((right - source.transform.c) / res - 1e-6)
     row1 = math.ceil((source.transform.f - bottom) / res - 1e-6)
+    if cell_px > min(col1 - col0, row1 - row0):
+        raise LczError(
+            parameter,
+            f"{cell_px} px is larger than the extent of the data ({col1 - col0} x "
+            f"{row1 - row0} px): give at most {min(col1 - col0, row1 - row0)} or a larger extent",
+        )
     origin = source.transform * (col0, row0)
     return Grid(
         crs=source.crs,

@@ -51,8 +51,8 @@ def _warped(src, window, target_crs: str | None, resolution: float | None) -> It
         raise LczError(
             "target_crs", f"{target_crs!r} is not a CRS ({error}); e.g. EPSG:32633"
         ) from None
-    if resolution is not None and resolution <= 0:
-        raise LczError("resolution", f"{resolution} must be a positive pixel size")
+    if resolution is not None:
+        _check_resolution(src, crs, resolution)
     transform, width, height = calculate_default_transform(
         src.crs,
         crs,
@@ -77,6 +77,28 @@ def _warped(src, window, target_crs: str | None, resolution: float | None) -> It
         add_alpha=nodata is None,
     ) as vrt:
         yield vrt
+
+
+# nearest-neighbour resampling adds nothing below 1/100 of the source's pixel side
+MAX_UPSAMPLING = 100
+
+
+def _check_resolution(src, crs, resolution: float) -> None:
+    """Refuse a pixel size that is not positive, or so fine the map would hold absurdly many
+    pixels (GDAL itself fails past 2**31 a side)."""
+    from rasterio.warp import transform_bounds
+
+    if resolution <= 0:
+        raise LczError("resolution", f"{resolution} must be a positive pixel size")
+    left, bottom, right, top = transform_bounds(src.crs, crs, *src.bounds)
+    finest = max(right - left, top - bottom) / (MAX_UPSAMPLING * max(src.width, src.height))
+    if resolution < finest:
+        raise LczError(
+            "resolution",
+            f"{resolution:g} would cut the {src.width} x {src.height} px map into "
+            f"{(right - left) / resolution:.3g} x {(top - bottom) / resolution:.3g} px; give a "
+            f"pixel size of at least {finest:.3g} (in the units of the target CRS)",
+        )
 
 
 def extent_window(dataset, extent, extent_crs: str | None):

@@ -269,11 +269,13 @@ def read_lcz_raster(input: str | Path, max_pixels: int = MAX_PLOT_PIXELS) -> tup
             codes = np.nan_to_num(codes, nan=0.0)
         transform = src.transform * src.transform.scale(src.width / shape[1], src.height / shape[0])
         crs = src.crs
+        bands = src.count
     unknown = np.setdiff1d(np.unique(codes), np.arange(NUM_CLASSES + 1))
     if unknown.size:
+        values = ", ".join(f"{v:g}" for v in unknown[:5])
         raise LczError(
             "input",
-            f"values {unknown[:10].tolist()} are not LCZ codes 1-17; "
+            f"band 1 (of {bands}) holds values such as {values} that are not LCZ codes 1-17; "
             "import the map first (Import LCZ map) to translate its coding",
         )
     return codes.astype(np.uint8), transform, crs

@@ -27,6 +27,7 @@ from .models import LczModel, load_model, pick_device, working_bytes
 from .outputs import LczRasterWriter, atomic_path
 from .progress import Progress
 from .rasters import EmbeddingSource, crop_to_extent, open_source
+from .steps.modelling import default_confidence
 
 LCZ_SCALE_M = 100.0
 SEGMENTATION_BLOCK = 256
@@ -162,9 +163,7 @@ def predict_raster(
     loaded = load_model(model)
     meta = loaded.metadata
     output = Path(output)
-    confidence_path = (
-        Path(confidence) if confidence else output.with_name(f"{output.stem}_confidence.tif")
-    )
+    confidence_path = Path(confidence) if confidence else default_confidence(output)
     run_on = pick_device(device)
     loaded.network.to(run_on)
     with contextlib.ExitStack() as stack:

@@ -748,7 +748,7 @@ def make_dataset(
     sampled, grids, plans = [], [], []
     for index, city in enumerate(cities):
         sub = SubProgress(progress, 20.0 * index / len(cities), 20.0 * (index + 1) / len(cities))
-        grid = make_grid(city.source, city.extent, size)
+        grid = make_grid(city.source, city.extent, size, "patch_size")
         if isinstance(city.labels, RasterLabels) and city.labels.crs != grid.crs:
             progress.log(
                 f"labels {city.labels.name}: warped from {city.labels.crs.to_string()} to {grid.crs.to_string()}"

@@ -28,6 +28,8 @@ OUTPUT_KINDS = ("output_raster", "output_vector", "output_file", "output_folder"
 RESULT_KINDS = ("number", "string", "json", "file", "html", "folder", "raster", "vector")
 # Files written beside a raster or vector output.
 SIDECAR_SUFFIXES = (".qml", ".aux.xml", ".ovr")
+# Inputs read as layers: the style and GDAL metadata beside one are the user's too.
+LAYER_KINDS = ("raster", "vector", "embeddings", "labels")
 
 
 @dataclass(frozen=True)
@@ -328,7 +330,12 @@ def check_output_paths(step: Step, values: Mapping[str, Any]) -> None:
         if param.is_input_path and value:
             for item in value if param.multiple else [value]:
                 if "://" not in item and not item.startswith("/vsi"):
-                    reads.append((param, item, Path(os.path.realpath(item.split("|")[0]))))
+                    path = Path(os.path.realpath(item.split("|")[0]))
+                    reads.append((param, item, path))
+                    if param.kind in LAYER_KINDS:
+                        for sidecar in (path.with_suffix(".qml"), Path(f"{path}.aux.xml")):
+                            if sidecar.is_file():
+                                reads.append((param, f"its sidecar {sidecar}", sidecar))
     written: list[tuple[Param, list[Path]]] = []
     for param in (p for p in step.params if p.is_output and values.get(p.name)):
         paths = _written_paths(values[param.name], param.kind)

@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -73,6 +74,26 @@ def worker_environment():
     return env
 
 
+def _dies_with_parent():
+    """On Linux, a function for Popen's preexec_fn: the worker gets SIGTERM (and removes its
+    partial outputs) the moment QGIS dies, instead of running on until it next writes to the
+    closed pipe. None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    # resolved here, before the fork: the child only makes the call
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm():
+        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # QGIS died before the call: no signal will come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def _pump(stream, sink):
     for line in iter(stream.readline, ""):
         sink(line)
@@ -94,6 +115,7 @@ def stream_process(argv, env, feedback, on_line, merge_stderr=False):
         encoding="utf-8",
         errors="replace",
         env=env,
+        preexec_fn=_dies_with_parent(),
     )
     lines = queue.Queue()
     tail = deque(maxlen=40)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from ..choices import CLASS_WEIGHTINGS, DEVICES, EVALUATION_SPLITS, METRICS, STEMS
 from ..errors import LczError
-from ..spec import Output, Param, Step
+from ..spec import Output, Param, Step, check_output_paths
 from .common import EMBEDDINGS, EXTENT
 
 GROUP = "Models"
@@ -238,11 +240,19 @@ PREDICT = Step(
 )  # fmt: skip
 
 
+def default_confidence(output: str | os.PathLike) -> Path:
+    """Where the confidence raster goes when not given: <output>_confidence.tif beside the map."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_confidence.tif")
+
+
 @PREDICT.implementation
 def predict_lcz_map(*, grid_crs: str | None, progress: Any, **values: Any) -> dict[str, Any]:
-    from pathlib import Path
-
     from ..outputs import confidence_style_qml, write_text_atomic
+
+    if values["confidence"] is None:  # the default must not replace an input either
+        values["confidence"] = str(default_confidence(values["output"]))
+        check_output_paths(PREDICT, values)
     from ..predict import predict_raster
 
     result = predict_raster(crs=grid_crs, progress=progress, **values)

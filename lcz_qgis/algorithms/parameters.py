@@ -52,6 +52,31 @@ RESULTS = {
 }
 
 
+class _PathWithoutLoading:
+    """Accepts the path of an existing file without loading it as a layer.
+
+    QGIS checks a layer parameter by loading the layer (qgis_process checks every parameter
+    so), and GDAL then writes the layer's statistics as an .aux.xml beside the user's file. The
+    worker reads the file itself and says what is wrong with it."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802 (QGIS API)
+        if isinstance(value, str) and os.path.exists(value.split("|")[0]):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+
+class RasterLayerParameter(_PathWithoutLoading, QgsProcessingParameterRasterLayer):
+    """A raster layer parameter that leaves a file's folder untouched."""
+
+
+class VectorLayerParameter(_PathWithoutLoading, QgsProcessingParameterVectorLayer):
+    """A vector layer parameter that leaves a file's folder untouched."""
+
+
+class MapLayerParameter(_PathWithoutLoading, QgsProcessingParameterMapLayer):
+    """A map layer parameter that leaves a file's folder untouched."""
+
+
 def is_part(param, step):
     """Whether a parameter is filled from another one in QGIS (an extent's or a point's CRS)."""
     return (
@@ -79,7 +104,7 @@ def definitions(param, step):
     kind = param.kind
     if kind == "embeddings":
         made = [
-            QgsProcessingParameterRasterLayer(name, text, optional=True),
+            RasterLayerParameter(name, text, optional=True),
             QgsProcessingParameterFile(
                 name + FOLDER_SUFFIX,
                 f"{text}: zarr store or folder of tiles (instead of a raster)",
@@ -88,11 +113,11 @@ def definitions(param, step):
             ),
         ]
     elif kind == "raster":
-        made = [QgsProcessingParameterRasterLayer(name, text, optional=optional)]
+        made = [RasterLayerParameter(name, text, optional=optional)]
     elif kind == "vector":
-        made = [QgsProcessingParameterVectorLayer(name, text, optional=optional)]
+        made = [VectorLayerParameter(name, text, optional=optional)]
     elif kind == "labels":
-        made = [QgsProcessingParameterMapLayer(name, text, optional=optional)]
+        made = [MapLayerParameter(name, text, optional=optional)]
     elif kind in ("file", "folder"):
         behavior = (
             QgsProcessingParameterFile.Folder

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -10,20 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from qgis_runner import QGIS_PROCESS, qgis_environment
 
 REPO = Path(__file__).resolve().parents[2]
-QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
 
 pytestmark = pytest.mark.skipif(
     not Path(QGIS_PROCESS).exists(), reason="qgis_process is not installed"
 )
-
-
-def _env(home, plugin_path):
-    # pytest-qgis points QGIS_CUSTOM_CONFIG_PATH at its own profile: each run here gets a fresh one
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "QGIS_"))}
-    env.update(HOME=str(home), QGIS_PLUGINPATH=str(plugin_path), QT_QPA_PLATFORM="offscreen")
-    return env
 
 
 def _qgis_process(env, *args, check=True):
@@ -38,7 +30,7 @@ def _qgis_process(env, *args, check=True):
 @pytest.fixture(scope="module")
 def repo_env(tmp_path_factory):
     """A fresh QGIS profile (HOME) with the plugin enabled from the repo checkout."""
-    env = _env(tmp_path_factory.mktemp("home"), REPO)
+    env = qgis_environment(tmp_path_factory.mktemp("home"), REPO)
     _qgis_process(env, "plugins", "enable", "lcz_qgis")
     return env
 
@@ -147,7 +139,7 @@ def test_plugin_zip_installs_into_a_profile(tmp_path):
         env={**os.environ, "HOME": str(home)},
         capture_output=True,
     )
-    env = _env(home, tmp_path / "no_plugins_here")
+    env = qgis_environment(home, tmp_path / "no_plugins_here")
     _qgis_process(env, "plugins", "enable", "lcz_qgis")
     listing = _qgis_process(env, "list").stdout
     assert "lcz:importlczmap" in listing and "lcz:plotlczmap" in listing
@@ -287,3 +279,60 @@ def test_shipped_pipeline_model_runs_from_the_command_line(repo_env, demo_city, 
         ]
     cells_style = ET.parse(outputs["sample:cells"].with_suffix(".qml")).getroot()
     assert cells_style.find("renderer-v2").get("attr") == "split"
+
+
+def _children(pid):
+    """Pids of the live processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if int(parent) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid):
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_killing_qgis_process_stops_its_worker_at_once(repo_env, demo_city, tmp_path):
+    import time
+
+    from lcz_core.labels import open_labels
+    from lcz_core.rasters import open_source
+    from lcz_core.sampling import CityInput, SplitConfig, make_dataset
+
+    city = CityInput("demo", open_source(demo_city.embeddings_tif), open_labels(demo_city.labels))
+    make_dataset([city], tmp_path / "ds", split=SplitConfig(method="random", buffer_m=None))
+    work = tmp_path / "runs"
+    work.mkdir()
+    args = ["run", "lcz:trainpatchclassifier", "--", f"DATASET={tmp_path / 'ds'}",
+            "EPOCHS=10000", "PATIENCE=10000", "WIDTH=4", f"OUTPUT={work / 'run'}"]  # fmt: skip
+    qgis = subprocess.Popen(
+        [QGIS_PROCESS, *args], env=repo_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not any(".partial-" in p.name for p in work.iterdir()):  # the run is being built
+            assert qgis.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.2)
+        (worker,) = _children(qgis.pid)
+    finally:
+        qgis.kill()
+        qgis.wait()
+    killed = time.monotonic()
+    while _alive(worker) and time.monotonic() < killed + 10:
+        time.sleep(0.05)
+    assert not _alive(worker)
+    assert time.monotonic() - killed < 2.5
+    assert list(work.iterdir()) == []  # the partial run folder went with the worker

@@ -207,7 +207,7 @@ def test_results_do_not_depend_on_the_window_size(demo_city, tmp_path, monkeypat
 
 
 def test_no_overlap_is_refused(demo_city, real_data, tmp_path):
-    with pytest.raises(LczError, match="extent: .*does not overlap"):
+    with pytest.raises(LczError, match="reference: the map .* lies outside the reference"):
         compare_lcz_maps(
             demo_city.labels,
             tmp_path / "a.json",
