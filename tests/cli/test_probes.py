@@ -695,10 +695,10 @@ QGIS_PROBES = [
     Probe("predict output is the embeddings", lambda c: [
         "lcz:predictlczmap", f"MODEL={c.w.model}",
         f"EMBEDDINGS={c.copy(c.city.embeddings_tif, 'e.tif')}", f"OUTPUT={c.inp / 'e.tif'}"],
-        "LCZ map", "would overwrite Embeddings"),
+        "Predicted LCZ map", "would overwrite Embeddings"),
     Probe("predict confidence = output", lambda c: [
         "lcz:predictlczmap", f"MODEL={c.w.model}", f"EMBEDDINGS={c.city.embeddings_tif}",
-        f"OUTPUT={c.out / 'a.tif'}", f"CONFIDENCE={c.out / 'a.tif'}"], "Confidence", "same file"),
+        f"OUTPUT={c.out / 'a.tif'}", f"CONFIDENCE={c.out / 'a.tif'}"], "Prediction confidence", "same file"),
     Probe("import zero-area extent", lambda c: [
         "lcz:importlczmap", f"INPUT={c.city.labels}",
         f"EXTENT={c.qgis_extent('zero-area')}", f"OUTPUT={c.out / 'i.tif'}"],
