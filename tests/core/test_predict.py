@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import rasterio
@@ -280,3 +282,29 @@ def test_gpu_prediction_matches_the_cpu(demo_city, patch_model, tmp_path):
     # cuDNN may use TF32 and other summation orders: probabilities agree to a few 1e-3
     np.testing.assert_allclose(conf_gpu, conf_cpu, atol=5e-3)
     assert (codes_gpu == codes_cpu).mean() > 0.99
+
+
+def test_reading_ahead_yields_the_same_windows_in_order(demo_city):
+    # the GPU path reads the next window in a thread while the current one is computed
+    from lcz_core.predict import _read_ahead
+
+    blocks = [(range(r, r + 100), range(c, c + 100)) for r in (0, 100) for c in (0, 100, 200)]
+    threads = []
+
+    with open_source(demo_city.embeddings_tif) as source:
+
+        def read(rows, cols):
+            threads.append(threading.current_thread().name)
+            return source.read(Window(cols.start, rows.start, len(cols), len(rows)))
+
+        inline = list(_read_ahead(read, blocks, overlap=False))
+        ahead = _read_ahead(read, blocks, overlap=True)
+        first = next(ahead)  # the generator closes early, as when a run is cancelled
+        ahead.close()
+        ahead = list(_read_ahead(read, blocks, overlap=True))
+    assert [(r, c) for r, c, _ in ahead] == blocks == [(r, c) for r, c, _ in inline]
+    for (_, _, a), (_, _, b) in zip(ahead, inline, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(first[2], inline[0][2])
+    assert set(threads[:6]) == {"MainThread"}
+    assert all(name.startswith("lcz-read") for name in threads[6:]) and len(threads) == 6 + 2 + 6
