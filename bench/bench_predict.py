@@ -123,13 +123,15 @@ def naive_map(loaded, raster: str, km: int) -> tuple[np.ndarray, np.ndarray]:
     side, pad, n = km * 100, (PATCH - STRIDE) // 2, km * 100 // STRIDE
     with rasterio.open(raster) as ds:
         raw = ds.read(window=Window(-pad, -pad, side + 2 * pad, side + 2 * pad), boundless=True)
-    data = raw.astype(np.float32)
-    data[raw == NODATA] = np.nan
+    data = np.empty(raw.shape, np.float32)
+    for b, band in enumerate(data):  # band by band, so that temporaries stay small
+        band[:] = raw[b]
+        band[raw[b] == NODATA] = np.nan
+        # normalised as lcz_core.models.prepare_inputs does (float32, NaN -> 0)
+        band -= loaded.mean[b]
+        band /= loaded.std[b]
+        np.nan_to_num(band, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     del raw
-    # normalised in place, as lcz_core.models.prepare_inputs does (float32, NaN -> 0)
-    data -= loaded.mean[:, None, None]
-    data /= loaded.std[:, None, None]
-    np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     cells = [(r, c) for r in range(n) for c in range(n)]
     codes, confidence = [], []
     with torch.inference_mode():
