@@ -1,14 +1,16 @@
 """Outputs written safely (temporary name, renamed when complete) and LCZ rasters written styled.
 
-An LCZ GeoTIFF carries its palette three ways so it opens styled everywhere: the GeoTIFF colour
-table, the category names (GDAL's .aux.xml, read by GDAL and QGIS) and a QGIS `.qml` sidecar
-with a paletted renderer whose legend lists only the classes present.
+An LCZ GeoTIFF is tiled and compressed, with overviews once it is larger than a tile, and it
+carries its palette three ways so it opens styled everywhere: the GeoTIFF colour table, the
+category names (GDAL's .aux.xml, read by GDAL and QGIS) and a QGIS `.qml` sidecar with a paletted
+renderer whose legend lists only the classes present.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import re
 import secrets
@@ -33,6 +35,14 @@ LCZ_PROFILE = {
     "blockxsize": 256,
     "blockysize": 256,
 }
+
+
+def overview_factors(width: int, height: int, tile: int = 256) -> list[int]:
+    """Overview decimations (2, 4, ...) until the smallest fits in one tile: none for a small raster."""
+    factors: list[int] = []
+    while math.ceil(max(width, height) / (factors[-1] if factors else 1)) > tile:
+        factors.append(2 ** (len(factors) + 1))
+    return factors
 
 
 def check_writable(path: str | os.PathLike, parameter: str = "output") -> Path:
@@ -334,6 +344,11 @@ class LczRasterWriter:
                     },
                 )
                 self._dataset.update_tags(LCZ_CODING="1-17 (Stewart and Oke 2012), 0 = nodata")
+                factors = overview_factors(self._dataset.width, self._dataset.height)
+                if factors:  # a large map opens fast in QGIS; each overview cell its majority class
+                    from rasterio.enums import Resampling
+
+                    self._dataset.build_overviews(factors, Resampling.mode)
                 self._dataset.close()
                 write_text_atomic(self.path.with_suffix(".qml"), qml_style(self.codes_present))
                 write_text_atomic(Path(f"{self.path}.aux.xml"), category_names_aux_xml())
