@@ -48,7 +48,7 @@ run lcz:embeddingrgb -- "${embeddings[@]}" OUTPUT="$d/embeddings_rgb.tif" PNG="$
 run lcz:pixoo64 -- "${embeddings[@]}" CENTER="$centre" SIZE_M=1280 OUTPUT="$d/pixoo64.png" \
     DRY_RUN="$d/pixoo64_payload.json"
 # an experiment on a smaller copy of the city: clean against noisy embeddings, both models
-"$py" -m lcz_core demo --output "$d/experiment_city" --size 320 --experiment true > /dev/null
+"$py" -m lcz_core demo --output "$d/experiment_city" --size 320 --demo-experiment true > /dev/null
 run lcz:runexperiment -- CONFIG="$d/experiment_city/experiment/experiment.toml" \
     OUTPUT="$d/experiment_report"
 echo

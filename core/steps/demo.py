@@ -27,7 +27,7 @@ DEMO_CITY = Step(
             default=False,
         ),
         Param(
-            "experiment", "bool", "Also an experiment",
+            "demo_experiment", "bool", "Also an experiment",
             "write noisy embeddings and an experiment file (experiment/experiment.toml: clean "
             "against noisy embeddings, patch classifier and U-Net, 5 epochs) beside the city",
             default=False,
@@ -39,7 +39,7 @@ DEMO_CITY = Step(
 
 @DEMO_CITY.implementation
 def write_demo_city(
-    *, output: str, products: bool, experiment: bool, progress: Any, **values: Any
+    *, output: str, products: bool, demo_experiment: bool, progress: Any, **values: Any
 ) -> dict[str, Any]:
     from pathlib import Path
 
@@ -49,7 +49,7 @@ def write_demo_city(
 
     city = make_demo_city(output, progress=progress, **values)
     written = write_demo_products(city, progress=progress).as_dict() if products else {}
-    if experiment:
+    if demo_experiment:
         config = write_demo_experiment(city, Path(output) / "experiment", epochs=5)
         written["experiment"] = str(config)
     return {"output": output, **city.as_dict(), **written}

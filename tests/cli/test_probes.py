@@ -312,6 +312,12 @@ PROBES = [
     Probe("embedding-rgb picture is the embeddings", lambda c: [
         "embedding-rgb", "--embeddings", c.copy(c.city.embeddings_tif, "e.tif"),
         "--output", c.out / "rgb.tif", "--png", c.inp / "e.tif"], "--png"),
+    Probe("global-lcz-map output is its source", lambda c: [
+        "global-lcz-map", "--source", c.copy(c.city.reference, "g.tif"), "--extent=0,0,1,1",
+        "--output", c.inp / "g.tif"], "--output"),
+    Probe("experiment file that is not TOML", lambda c: [
+        "experiment", "--config", c.text("x.toml", "cities = ["), "--output", c.out / "x"],
+        "--config"),
     Probe("check-embeddings mask is the embeddings", lambda c: [
         "check-embeddings", "--embeddings", c.copy(c.city.embeddings_tif, "e.tif"),
         "--output", c.out / "qa.json", "--mask", c.inp / "e.tif"], "--mask"),
