@@ -21,43 +21,7 @@ def _read_version() -> str:
 __version__ = _read_version()
 
 # the public API: one function per step (heavy libraries are imported when a step runs)
-from .steps import (  # noqa: E402
-    check_embeddings,
-    compare_lcz_maps,
-    create_grid,
-    embedding_rgb,
-    embedding_similarity,
-    evaluate_model,
-    global_lcz_map,
-    import_lcz_map,
-    pixoo64,
-    plot_lcz_map,
-    predict_lcz_map,
-    rasterize_labels,
-    run_experiment,
-    sample_patches,
-    train_patch_classifier,
-    train_segmentation,
-    write_demo_city,
-)
+from . import steps  # noqa: E402
+from .steps import *  # noqa: E402, F403
 
-__all__ = [
-    "__version__",
-    "check_embeddings",
-    "compare_lcz_maps",
-    "create_grid",
-    "embedding_rgb",
-    "embedding_similarity",
-    "evaluate_model",
-    "global_lcz_map",
-    "import_lcz_map",
-    "pixoo64",
-    "plot_lcz_map",
-    "predict_lcz_map",
-    "rasterize_labels",
-    "run_experiment",
-    "sample_patches",
-    "train_patch_classifier",
-    "train_segmentation",
-    "write_demo_city",
-]
+__all__ = ["__version__", *(name for name in steps.__all__ if not name.isupper())]

@@ -192,22 +192,15 @@ def qml_style(codes: list[int]) -> str:
     return paletted_qml([(c, CLASS_BY_CODE[c].color, CLASS_BY_CODE[c].label) for c in codes])
 
 
-def paletted_qml(entries: list[tuple[int, str, str]]) -> str:
-    """A QGIS style (.qml) with a paletted renderer over (value, '#rrggbb', label) entries."""
-    palette = "\n".join(
-        f'        <paletteEntry value="{value}" color="{color}" alpha="255" '
-        f"label={quoteattr(label)}/>"
-        for value, color, label in entries
-    )
+def raster_style_qml(renderer: str, inner: str) -> str:
+    """A QGIS raster style (.qml): the `<rasterrenderer ...>` opening tag `renderer` holding
+    `inner`, in the pipe QGIS writes around every raster renderer."""
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.22" styleCategories="AllStyleCategories">
   <pipe>
-    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
+    {renderer}
       <rasterTransparency/>
-      <colorPalette>
-{palette}
-      </colorPalette>
-      <colorramp type="randomcolors" name="[source]"/>
+{inner}
     </rasterrenderer>
     <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
     <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" colorizeStrength="100"/>
@@ -217,6 +210,22 @@ def paletted_qml(entries: list[tuple[int, str, str]]) -> str:
   <blendMode>0</blendMode>
 </qgis>
 """
+
+
+def paletted_qml(entries: list[tuple[int, str, str]]) -> str:
+    """A QGIS style (.qml) with a paletted renderer over (value, '#rrggbb', label) entries."""
+    palette = "\n".join(
+        f'        <paletteEntry value="{value}" color="{color}" alpha="255" '
+        f"label={quoteattr(label)}/>"
+        for value, color, label in entries
+    )
+    return raster_style_qml(
+        '<rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">',
+        f"""      <colorPalette>
+{palette}
+      </colorPalette>
+      <colorramp type="randomcolors" name="[source]"/>""",
+    )
 
 
 SPLIT_COLORS = {
@@ -261,22 +270,15 @@ def split_style_qml(field: str = "split") -> str:
 
 def confidence_style_qml() -> str:
     """A QGIS style (.qml) for a confidence raster: a grey ramp from 0 (black) to 1 (white)."""
-    return """<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="AllStyleCategories">
-  <pipe>
-    <rasterrenderer type="singlebandgray" grayBand="1" gradient="BlackToWhite" opacity="1"
-        alphaBand="-1" nodataColor="">
-      <rasterTransparency/>
-      <contrastEnhancement>
+    return raster_style_qml(
+        '<rasterrenderer type="singlebandgray" grayBand="1" gradient="BlackToWhite" opacity="1" '
+        'alphaBand="-1" nodataColor="">',
+        """      <contrastEnhancement>
         <minValue>0</minValue>
         <maxValue>1</maxValue>
         <algorithm>StretchToMinimumMaximum</algorithm>
-      </contrastEnhancement>
-    </rasterrenderer>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+      </contrastEnhancement>""",
+    )
 
 
 def category_names_aux_xml(names: list[str] | None = None) -> str:

@@ -27,7 +27,7 @@ from rasterio.windows import Window
 from .choices import STRETCHES
 from .errors import LczError
 from .extents import Bounds, reproject_extent
-from .outputs import atomic_path, check_writable, write_text_atomic
+from .outputs import atomic_path, check_writable, raster_style_qml, write_text_atomic
 from .progress import Progress, SubProgress, track
 from .rasters import EmbeddingSource, crop_to_extent, open_source
 
@@ -288,21 +288,11 @@ def rgb_style_qml() -> str:
         f"<algorithm>NoEnhancement</algorithm></{name}ContrastEnhancement>"
         for name in ("red", "green", "blue")
     )
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="AllStyleCategories">
-  <pipe>
-    <rasterrenderer type="multibandcolor" redBand="1" greenBand="2" blueBand="3" alphaBand="4" opacity="1" nodataColor="">
-      <rasterTransparency/>
-{channels}
-    </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" colorizeStrength="100"/>
-    <rasterresampler maxOversampling="2"/>
-    <resamplingStage>resamplingFilter</resamplingStage>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+    return raster_style_qml(
+        '<rasterrenderer type="multibandcolor" redBand="1" greenBand="2" blueBand="3" '
+        'alphaBand="4" opacity="1" nodataColor="">',
+        channels,
+    )
 
 
 def _profile(source: EmbeddingSource, dtype: str, count: int, **extra: Any) -> dict[str, Any]:
@@ -479,12 +469,10 @@ def similarity_style_qml(low: float, high: float) -> str:
         f'          <item value="{v:.6g}" color="{c}" alpha="255" label="{v:.2f}"/>'
         for v, c in zip(steps, RAMP, strict=True)
     )
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="AllStyleCategories">
-  <pipe>
-    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" classificationMin="{low:.6g}" classificationMax="{high:.6g}" nodataColor="">
-      <rasterTransparency/>
-      <minMaxOrigin>
+    return raster_style_qml(
+        '<rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" '
+        f'classificationMin="{low:.6g}" classificationMax="{high:.6g}" nodataColor="">',
+        f"""      <minMaxOrigin>
         <limits>None</limits>
         <extent>WholeRaster</extent>
         <statAccuracy>Estimated</statAccuracy>
@@ -493,19 +481,12 @@ def similarity_style_qml(low: float, high: float) -> str:
         <stdDevFactor>2</stdDevFactor>
       </minMaxOrigin>
       <rastershader>
-        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="{low:.6g}" maximumValue="{high:.6g}">
+        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" """
+        f"""minimumValue="{low:.6g}" maximumValue="{high:.6g}">
 {items}
         </colorrampshader>
-      </rastershader>
-    </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation saturation="0" colorizeOn="0" grayscaleMode="0" colorizeStrength="100"/>
-    <rasterresampler maxOversampling="2"/>
-    <resamplingStage>resamplingFilter</resamplingStage>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+      </rastershader>""",
+    )
 
 
 def cosine_similarity(data: np.ndarray, reference: np.ndarray) -> np.ndarray:
