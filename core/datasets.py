@@ -2,8 +2,10 @@
 
 A dataset is a folder holding `manifest.json` and `data.zarr`, a zarr v3 group with arrays
 
-- `x` float32 (N, C, S, S), NaN = missing pixel,
-- `y` uint8: (N,) codes 1-17 for kind "patches", (N, S, S) with 0 = unlabelled for kind "tiles",
+- `x` float16 (N, C, S, S), NaN = missing pixel; one chunk per sample, CHUNK_BYTES shards, no
+  compression (float32 in datasets written before; both read alike),
+- `y` uint8: (N,) codes 1-17 for kind "patches", (N, S, S) with 0 = unlabelled for kind "tiles"
+  (one chunk per tile, sharded like x),
 - `split` uint8 (N,): 0 = train, 1 = val, 2 = test (SPLIT_CODES),
 - `city` uint16 (N,): index into manifest["cities"],
 - `centre_x`, `centre_y` float64 (N,): patch centres in the manifest CRS.
@@ -16,7 +18,13 @@ labels 1-10, A-G; pixels for tiles), class_shares ({"A": {"train": s, "val": s, 
 created_with; sampling adds how the split was drawn and what it dropped, city_crs, block_cells
 and city_grids ([left, top, cell side] of each city's grid).
 The writer streams: samples arrive in batches and are appended, so a dataset never has to fit
-in memory. The dataset is written in a hidden folder beside its destination and moved in when
+in memory; training reads it back sample by sample in random order (`read`), so it never has to
+fit either. Embeddings are kept as float16, not int8 with scales: half the size of float32, every
+value of the int8 products (TESSERA, AlphaEarth) stays distinct (float16 keeps 11 significant bits,
+an int8 code needs 8), NaN marks a missing value as before and a batch is read without
+dequantising; int8 would halve the size again but re-quantise float sources, lossily. One chunk
+per sample makes a random sample one read of its own bytes; shards keep the files few, and no
+compression (the mantissas of embeddings are noise: zstd saves about 15%) keeps reading cheap. The dataset is written in a hidden folder beside its destination and moved in when
 complete; writing into an existing dataset folder replaces its data.zarr and manifest.json only.
 Reading checks every manifest field that sizes or names data before anything is allocated.
 """
@@ -58,8 +66,10 @@ REQUIRED_KEYS = (
 )
 REBUILD = "rebuild the dataset (sample patches)"
 ARRAYS = ("x", "y", "split", "city", "centre_x", "centre_y")
-# About 4 MB of x per chunk: large enough to read fast, small enough for random batches.
+# About 4 MB of x per shard file: few files, each sample still read on its own (one chunk each).
 CHUNK_BYTES = 4 * 2**20
+STORED = np.dtype(np.float16)
+READABLE = (np.dtype(np.float16), np.dtype(np.float32))
 
 
 @dataclass
@@ -104,9 +114,32 @@ class PatchDataset:
                     f"{self.folder}: array {name} has shape {tuple(arrays[name].shape)}, its "
                     f"manifest says {shape}; {REBUILD}",
                 )
+        if self.x.dtype not in READABLE:
+            raise LczError("dataset", f"{self.folder}: array x holds {self.x.dtype}; {REBUILD}")
+        self._labels: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def block(self) -> int:
+        """Samples per stored block of x (a shard or chunk): the step of sequential reads."""
+        if isinstance(self.x, np.ndarray):
+            return 1024
+        return int((self.x.shards or self.x.chunks)[0])
+
+    def load(self) -> PatchDataset:
+        """Read every array into memory (repeated passes over a small dataset); return self."""
+        for name in ARRAYS:
+            setattr(self, name, np.asarray(getattr(self, name)[:]))
+        return self
+
+    def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The samples at ascending `indices`: x as float32 (N, C, S, S) and their labels y."""
+        if self.kind == "patches" and self._labels is None:  # one byte a sample: kept
+            self._labels = np.asarray(self.y[:])
+        labels = self.y if self._labels is None else self._labels
+        return _take(self.x, indices).astype(np.float32), _take(labels, indices)
 
     @property
     def kind(self) -> str:
@@ -118,6 +151,20 @@ class PatchDataset:
         if split_name not in SPLIT_CODES:
             raise LczError("split", f"unknown split {split_name!r}; use train, val or test")
         return np.flatnonzero(self.split[:] == SPLIT_CODES[split_name]).astype(np.int64)
+
+
+def _take(array, indices: np.ndarray) -> np.ndarray:
+    """array[indices] for ascending indices; zarr arrays are read a run of consecutive indices at
+    a time (their fancy indexing is many times slower)."""
+    if isinstance(array, np.ndarray):
+        return array[indices]
+    out = np.empty((len(indices), *array.shape[1:]), array.dtype)
+    if not len(indices):
+        return out
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(indices)], strict=True):
+        out[start:stop] = array[int(indices[start]) : int(indices[stop - 1]) + 1]
+    return out
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
@@ -198,19 +245,26 @@ def write_dataset(
     folder = _check_destination(Path(folder))
     with atomic_folder(folder, ("data.zarr", "manifest.json")) as tmp:
         group = zarr.open_group(str(tmp / "data.zarr"), mode="w")
-        per_sample = bands * size * size * 4
-        chunk = max(1, CHUNK_BYTES // per_sample)
-        y_shape = (0,) if kind == "patches" else (0, size, size)
+        shard = max(1, CHUNK_BYTES // (bands * size * size * STORED.itemsize))
+        sample = (bands, size, size)
         arrays = {
             "x": group.create_array(
                 "x",
-                shape=(0, bands, size, size),
-                chunks=(chunk, bands, size, size),
-                dtype="float32",
+                shape=(0, *sample),
+                chunks=(1, *sample),
+                shards=(shard, *sample),
+                dtype=STORED,
                 fill_value=float("nan"),
+                compressors=None,
             ),
-            "y": group.create_array(
-                "y", shape=y_shape, chunks=(chunk * 64, *y_shape[1:]), dtype="uint8"
+            "y": _vector(group, "y", "uint8")
+            if kind == "patches"
+            else group.create_array(
+                "y",
+                shape=(0, size, size),
+                chunks=(1, size, size),
+                shards=(shard, size, size),
+                dtype="uint8",
             ),
             "split": _vector(group, "split", "uint8"),
             "city": _vector(group, "city", "uint16"),
@@ -223,7 +277,7 @@ def write_dataset(
         for batch in batches:
             n = _check_batch(batch, bands, size, kind)
             for name, array in arrays.items():
-                array.append(np.asarray(getattr(batch, name), dtype=array.dtype), axis=0)
+                array.append(_stored(name, getattr(batch, name), array.dtype), axis=0)
             samples += np.bincount(np.asarray(batch.split), minlength=len(SPLIT_CODES))
             for code in SPLIT_NAMES:
                 chosen = np.asarray(batch.y)[np.asarray(batch.split) == code]
@@ -273,6 +327,22 @@ def _split_summary(samples: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
             if per_class[c]
         },
     }
+
+
+def _stored(name: str, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Values cast to their array's type; embeddings beyond float16's range are refused."""
+    if name != "x":
+        return np.asarray(values, dtype=dtype)
+    with np.errstate(over="ignore"):
+        stored = np.asarray(values, dtype=dtype)
+    if (np.isinf(stored) & ~np.isinf(values)).any():
+        raise LczError(
+            "embeddings",
+            f"embedding values reach {np.nanmax(np.abs(values)):g}; a dataset stores them as "
+            f"float16 (up to {float(np.finfo(dtype).max):g}): rescale the embeddings (e.g. "
+            "reflectances as fractions of 1)",
+        )
+    return stored
 
 
 def _vector(group, name: str, dtype: str):

@@ -17,7 +17,7 @@ import math
 import os
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ class TrainConfig:
     seed: int = OPTION_DEFAULTS["seed"]
     device: str = OPTION_DEFAULTS["device"]
     threads: int = OPTION_DEFAULTS["threads"]  # 0 = torch's default
+    loader_workers: int = OPTION_DEFAULTS["loader_workers"]  # 0 = read in the training process
 
     def __post_init__(self) -> None:
         architectures = tuple(DEFAULT_ARCHITECTURE)
@@ -93,6 +94,7 @@ class TrainConfig:
             "seed": (checks.integer, {"low": 0, "high": 2**64 - 1}),
             "device": (checks.text, {"choices": DEVICES}),
             "threads": (checks.integer, {"low": 0, "high": 4096}),
+            "loader_workers": (checks.integer, {"low": 0, "high": 64}),
         }
         # strict types: augment = "no" must not read as true
         for name, (check, limits) in rules.items():
@@ -173,56 +175,54 @@ def _deterministic(config: TrainConfig) -> Iterator[None]:
 
 @dataclass
 class Split:
-    """One split in memory: x (N, H, W, C: channels last, raw then normalised), y, city indices."""
+    """One split: its samples' indices in the dataset (ascending), their city indices and the
+    counts of their label values 0-255 (pixels for tiles); the embeddings stay on disk."""
 
-    x: np.ndarray
-    y: np.ndarray
+    indices: np.ndarray
     city: np.ndarray
+    labels: np.ndarray
+
+
+# x read at a time by the pass that measures the training split: about 16 MB as stored
+SCAN_BYTES = 16 * 2**20
 
 
 def load_splits(
     dataset: PatchDataset, progress: Progress
 ) -> tuple[dict[str, Split], dict, np.ndarray]:
-    """Read train, val and test into memory block by block; per-band mean/std of train and the
-    number of valid (finite) training values per band."""
-    split = dataset.split[:]
-    n = len(split)
-    block = max(1, int(dataset.x.chunks[0]))
-    splits: dict[str, Split] = {}
-    for name, code in SPLIT_CODES.items():
-        size = int((split == code).sum())
-        if size:  # preallocated: the peak memory is the data itself
-            splits[name] = Split(
-                np.empty((size, *dataset.x.shape[2:], dataset.x.shape[1]), np.float32),
-                np.empty((size, *dataset.y.shape[1:]), dataset.y.dtype),
-                np.empty(size, dataset.city.dtype),
-            )
+    """The splits, per-band mean/std of train and the number of valid (finite) training values per
+    band, from one pass over the dataset that holds a few blocks of it at a time."""
+    split, city = np.asarray(dataset.split[:]), np.asarray(dataset.city[:])
+    splits = {
+        name: Split(np.flatnonzero(split == code), city[split == code], np.zeros(256, np.int64))
+        for name, code in SPLIT_CODES.items()
+        if (split == code).any()
+    }
     if "train" not in splits or "val" not in splits:
         raise LczError(
             "dataset",
             f"{dataset.folder} needs train and validation samples (splits present: "
             f"{', '.join(splits) or 'none'}); rebuild it with a validation fraction above 0",
         )
-    filled = dict.fromkeys(splits, 0)
-    bands = int(dataset.x.shape[1])
+    n, bands = len(split), int(dataset.x.shape[1])
+    per_sample = int(np.prod(dataset.x.shape[1:])) * dataset.x.dtype.itemsize
+    step = dataset.block * max(1, SCAN_BYTES // (per_sample * dataset.block))
     total, squares, count = np.zeros(bands), np.zeros(bands), np.zeros(bands)
-    for start in range(0, n, block):
+    for start in range(0, n, step):
         progress.report(100.0 * start / n, "reading the dataset")
-        stop = min(n, start + block)
-        x = np.asarray(dataset.x[start:stop], dtype=np.float32)
-        y = np.asarray(dataset.y[start:stop])
-        city = np.asarray(dataset.city[start:stop])
-        for name, target in splits.items():
-            chosen = split[start:stop] == SPLIT_CODES[name]
-            k, at = int(chosen.sum()), filled[name]
-            target.x[at : at + k] = x[chosen].transpose(0, 2, 3, 1)
-            target.y[at : at + k] = y[chosen]
-            target.city[at : at + k] = city[chosen]
-            filled[name] += k
-        train = x[split[start:stop] == SPLIT_CODES["train"]].astype(np.float64)
-        total += np.nansum(train, axis=(0, 2, 3))
-        squares += np.nansum(train**2, axis=(0, 2, 3))
-        count += np.isfinite(train).sum(axis=(0, 2, 3))
+        codes = split[start : start + step]
+        y = np.asarray(dataset.y[start : start + step])
+        for name, part in splits.items():
+            part.labels += np.bincount(y[codes == SPLIT_CODES[name]].ravel(), minlength=256)
+        train = codes == SPLIT_CODES["train"]
+        if not train.any():
+            continue
+        x = np.asarray(dataset.x[start : start + step])[train].astype(np.float32)
+        finite = np.isfinite(x)
+        x[~finite] = 0
+        total += x.sum(axis=(0, 2, 3), dtype=np.float64)
+        squares += np.square(x).sum(axis=(0, 2, 3), dtype=np.float64)
+        count += finite.sum(axis=(0, 2, 3))
     if not count.any():
         raise LczError(
             "dataset",
@@ -239,55 +239,84 @@ def load_splits(
     return splits, normalisation, count
 
 
-def class_weights(y: np.ndarray, weighting: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class counts (17) of labels 1-17 and loss weights (N / (K n_c))^p; 0 for absent classes."""
-    counts = np.bincount(y.ravel(), minlength=NUM_CLASSES + 1)[1 : NUM_CLASSES + 1]
+def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
+    """Loss weights (N / (K n_c))^p of the classes 1-17 from their counts; 0 for absent classes."""
     present = counts > 0
     weights = np.zeros(NUM_CLASSES)
     share = counts[present].sum() / (present.sum() * counts[present])
     weights[present] = share ** CLASS_WEIGHTINGS[weighting]
-    return counts, weights
+    return weights
 
 
 def training_batch(
-    x: np.ndarray, y: np.ndarray, chosen: np.ndarray, ops: np.ndarray
+    x: np.ndarray, y: np.ndarray, ops: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples `chosen` of x (N, H, W, C) and y, each turned by its op, as training tensors.
+    """Samples x (N, C, H, W) and their labels y, each turned by its op, as training tensors.
 
     Op 0-7 per sample: rotate by 90 degrees op % 4 times, then flip left-right when op >= 4 (the 8
     symmetries of the square); per-pixel labels move with their pixels. Returns x as a
     channels-last (N, C, H, W) float tensor and targets 0-16 (-1 = unlabelled).
     """
-    out = np.empty((len(chosen), *x.shape[1:]), np.float32)
-    targets = np.empty((len(chosen), *y.shape[1:]), np.int64)
+    out = np.empty((len(x), *x.shape[2:], x.shape[1]), np.float32)  # N, H, W, C
+    targets = np.empty(y.shape, np.int64)
     pixel_labels = y.ndim == 3
     for op in np.unique(ops):
         at = np.flatnonzero(ops == op)
-        xs, ys = np.rot90(x[chosen[at]], op % 4, axes=(1, 2)), y[chosen[at]]
-        ys = np.rot90(ys, op % 4, axes=(1, 2)) if pixel_labels else ys
+        xs = np.rot90(x[at], op % 4, axes=(2, 3))
+        ys = np.rot90(y[at], op % 4, axes=(1, 2)) if pixel_labels else y[at]
         if op >= 4:
-            xs, ys = xs[:, :, ::-1], ys[:, :, ::-1] if pixel_labels else ys
-        out[at], targets[at] = xs, ys
+            xs, ys = xs[..., ::-1], ys[..., ::-1] if pixel_labels else ys
+        out[at], targets[at] = xs.transpose(0, 2, 3, 1), ys
     return torch.from_numpy(out).permute(0, 3, 1, 2), torch.from_numpy(targets - 1)
 
 
+class BatchReader(torch.utils.data.Dataset):
+    """Reads batches of a dataset for a DataLoader: key (indices, ops) -> normalised, turned x and
+    targets. A batch depends on its key only, so a run does not depend on the loader's workers."""
+
+    def __init__(self, data: PatchDataset, mean: np.ndarray, std: np.ndarray) -> None:
+        self.data, self.mean, self.std = data, mean, std
+
+    def __getitem__(self, key: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        indices, ops = key
+        x, y = self.data.read(indices)
+        return training_batch(prepare_inputs(x, self.mean, self.std), y, ops)
+
+
+def _batches(
+    reader: BatchReader, keys: list, config: TrainConfig, device: torch.device
+) -> torch.utils.data.DataLoader:
+    """The batches of `keys` in order, read ahead by config.loader_workers processes (by the
+    training process itself when 0, or when there are too few batches to be worth starting them)."""
+    return torch.utils.data.DataLoader(
+        reader,
+        sampler=keys,
+        batch_size=None,
+        num_workers=min(config.loader_workers, len(keys) - 1),
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _in_order(part: Split, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Keys reading a split in order, unturned."""
+    chunks = [part.indices[s : s + batch_size] for s in range(0, len(part.indices), batch_size)]
+    return [(chunk, np.zeros(len(chunk), np.int64)) for chunk in chunks]
+
+
 def _evaluate(
-    model: LczModel, data: Split, loss_fn: nn.Module, batch_size: int, device: torch.device
+    model: LczModel, batches: Iterable, loss_fn: nn.Module, device: torch.device
 ) -> tuple[float, dict[str, Any]]:
-    """Mean loss and LCZ metrics of a model on normalised in-memory samples."""
+    """Mean loss and LCZ metrics of a model on batches of (x, targets)."""
     model.network.eval()
-    loss_sum, predictions = 0.0, []
+    loss_sum, n, confusion = 0.0, 0, 0
     with torch.no_grad():
-        for start in range(0, len(data.x), batch_size):
-            x = data.x[start : start + batch_size]
-            y = torch.from_numpy(data.y[start : start + batch_size].astype(np.int64) - 1)
-            inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(device)  # channels last
-            logits = model.network(inputs)
+        for x, y in batches:
+            logits = model.network(x.to(device))
             loss_sum += loss_fn(logits, y.to(device)).item() * len(x)
+            n += len(x)
             codes = model.softmax(logits.cpu()).argmax(dim=1) + 1
-            predictions.append(codes.to(torch.uint8).numpy())
-    loss = loss_sum / max(len(data.x), 1)
-    return loss, lcz_metrics(confusion_matrix(data.y, np.concatenate(predictions)))
+            confusion = confusion + confusion_matrix(y.numpy() + 1, codes.numpy())
+    return loss_sum / max(n, 1), lcz_metrics(confusion)
 
 
 def _round(value: float | None) -> float | None:
@@ -350,10 +379,11 @@ def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
     lowest = 1 if data.kind == "patches" else 0
     cities = len(data.manifest["cities"])
     for name, part in splits.items():
-        if part.y.min() < lowest or part.y.max() > NUM_CLASSES:
+        present = np.flatnonzero(part.labels)
+        if present[0] < lowest or present[-1] > NUM_CLASSES:
             raise LczError(
                 "dataset",
-                f"{data.folder}: {name} labels span {part.y.min()}-{part.y.max()}, "
+                f"{data.folder}: {name} labels span {present[0]}-{present[-1]}, "
                 f"expected {lowest}-{NUM_CLASSES}; rebuild the dataset (sample patches)",
             )
         if part.city.max() >= cities:
@@ -365,36 +395,43 @@ def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
 
 
 def _check_training_memory(data: PatchDataset, config: TrainConfig) -> None:
-    """Refuse a run whose in-memory dataset and batches would not fit in memory."""
+    """Refuse a run whose batches (those in training and those the loader reads ahead) and
+    per-sample indices would not fit in memory; the embeddings stay on disk."""
     n, bands, size = len(data), int(data.x.shape[1]), int(data.x.shape[2])
-    label_bytes = 1 if data.kind == "patches" else size * size
     network = {"task": config.task, "band_count": bands, "width": config.width}
-    needed = n * (4 * bands * size * size + label_bytes + 2) + max(
-        working_bytes(network, config.batch_size, size, training=True),
-        working_bytes(network, EVALUATION_BATCH, size),
+    batch = max(config.batch_size, EVALUATION_BATCH)
+    ahead = (2 * config.loader_workers + 1) * batch * size * size * (4 * bands + 9)
+    needed = (
+        n * 16
+        + ahead
+        + max(
+            working_bytes(network, config.batch_size, size, training=True),
+            working_bytes(network, EVALUATION_BATCH, size),
+        )
     )
     checks.check_memory(
         needed,
-        "dataset",
-        f"training holds the dataset in memory ({n} samples of {bands} bands x {size} x {size} "
-        f"px) and runs batches of {config.batch_size}",
-        "sample a smaller dataset (a smaller extent or fewer cities), or lower batch_size or width",
+        "batch_size",
+        f"training reads batches of {config.batch_size} samples of {bands} bands x {size} x "
+        f"{size} px ({config.loader_workers} loader workers reading ahead)",
+        "lower batch_size, width or loader_workers",
     )
 
 
 def train(
-    dataset: str | os.PathLike,
+    dataset: str | os.PathLike | PatchDataset,
     output: str | os.PathLike,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     *,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train a model on a dataset folder; write the run folder `output`; return its outputs."""
+    """Train a model on a dataset (a folder, or one opened, e.g. held in memory by its `load`);
+    write the run folder `output`; return its outputs."""
     config = config or TrainConfig()
     progress = progress or Progress()
     run = _check_run_folder(Path(output), overwrite)
-    data = open_dataset(dataset)
+    data = dataset if isinstance(dataset, PatchDataset) else open_dataset(dataset)
     expected_kind = "patches" if config.task == "patch" else "tiles"
     if data.kind != expected_kind:
         raise LczError(
@@ -419,13 +456,10 @@ def train(
                 "ignores them; check the embeddings"
             )
         mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
-        for part in splits.values():  # normalised once, block by block, in place
-            for start in range(0, len(part.x), 1024):
-                block = part.x[start : start + 1024]
-                normalised = prepare_inputs(block.transpose(0, 3, 1, 2), mean, std)
-                block[:] = normalised.transpose(0, 2, 3, 1)
+        reader = BatchReader(data, mean, std)
         train_split = splits["train"]
-        counts, weights = class_weights(train_split.y, config.class_weighting)
+        counts = train_split.labels[1 : NUM_CLASSES + 1]
+        weights = class_weights(counts, config.class_weighting)
         device = pick_device(config.device)
         manifest = data.manifest
         train_cities = sorted({manifest["cities"][int(c)] for c in np.unique(train_split.city)})
@@ -459,7 +493,7 @@ def train(
         optimiser = torch.optim.AdamW(
             network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
-        n = len(train_split.x)
+        n = len(train_split.indices)
         steps_per_epoch = max(1, n // config.batch_size + (n % config.batch_size >= 2))
         total_steps = steps_per_epoch * config.epochs
         warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
@@ -480,28 +514,31 @@ def train(
             order = rng.permutation(n)
             ops = rng.integers(0, 8, size=n) if config.augment else np.zeros(n, dtype=np.int64)
             seen, loss_sum = 0, 0.0
+            keys = []
             for step in range(steps_per_epoch):
                 chosen = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
-                x, y = training_batch(train_split.x, train_split.y, chosen, ops[chosen])
+                keys.append((train_split.indices[chosen], ops[chosen]))
+            for step, (x, y) in enumerate(_batches(reader, keys, config, device)):
                 if not (y >= 0).any():  # tiles without a labelled pixel teach nothing
                     continue
-                x = x.to(device)
+                x = x.to(device, non_blocking=True)
                 loss = loss_fn(network(x), y.to(device))
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 scheduler.step()
-                seen += len(chosen)
-                loss_sum += loss.item() * len(chosen)
+                seen += len(x)
+                loss_sum += loss.item() * len(x)
                 done = (epoch - 1 + (step + 1) / steps_per_epoch) / config.epochs
                 train_progress.report(
                     100.0 * done,
                     f"epoch {epoch}/{config.epochs} batch {step + 1}/{steps_per_epoch} "
                     f"loss {loss.item():.3f}",
                 )
-            val_loss, val_metrics = _evaluate(
-                model, splits["val"], loss_fn, EVALUATION_BATCH, device
+            val_batches = _batches(
+                reader, _in_order(splits["val"], EVALUATION_BATCH), config, device
             )
+            val_loss, val_metrics = _evaluate(model, val_batches, loss_fn, device)
             rows.append(
                 {
                     "epoch": epoch,
@@ -535,9 +572,10 @@ def train(
         metrics = dict(best["metrics"])
         if "test" in splits:
             progress.report(96, "test split")
-            metrics["test"] = summary(
-                _evaluate(model, splits["test"], loss_fn, EVALUATION_BATCH, device)[1]
+            test_batches = _batches(
+                reader, _in_order(splits["test"], EVALUATION_BATCH), config, device
             )
+            metrics["test"] = summary(_evaluate(model, test_batches, loss_fn, device)[1])
         metadata.update(epoch=best["epoch"], metrics=metrics)
         save_model(paths["model"], network, metadata)
         _write_log(paths["log"], rows)

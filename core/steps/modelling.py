@@ -50,6 +50,12 @@ TRAINING_OPTIONS = (
         "threads", "int", "CPU threads", "0: torch's choice; 1 is faster beside a busy desktop",
         0, minimum=0, maximum=1024, advanced=True,
     ),
+    _option(
+        "loader_workers", "int", "Data loader processes",
+        "processes reading batches from the dataset on disk ahead of training; 0: the training "
+        "process reads them (the model does not depend on it)",
+        2, minimum=0, maximum=64, advanced=True,
+    ),
 )  # fmt: skip
 
 
