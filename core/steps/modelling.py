@@ -7,7 +7,7 @@ from typing import Any
 from ..choices import CLASS_WEIGHTINGS, DEVICES, EVALUATION_SPLITS, METRICS, STEMS
 from ..errors import LczError
 from ..spec import Output, Param, Step
-from .common import EMBEDDINGS, EXTENT
+from .common import CLUSTER, EMBEDDINGS, EXTENT
 
 GROUP = "Models"
 DEVICE = Param(
@@ -228,6 +228,7 @@ PREDICT = Step(
         ),
         Param("batch_size", "int", "Batch size", "patches per batch", default=256, minimum=1, maximum=65_536, advanced=True),
         DEVICE,
+        *CLUSTER,
         Param("output", "output_raster", "LCZ map"),
         Param(
             "confidence", "output_raster", "Confidence",
@@ -240,7 +241,18 @@ PREDICT = Step(
 
 
 @PREDICT.implementation
-def predict_lcz_map(*, grid_crs: str | None, progress: Any, **values: Any) -> dict[str, Any]:
+def predict_lcz_map(
+    *,
+    grid_crs: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: Any,
+    **values: Any,
+) -> dict[str, Any]:
+    if scheduler or workers:
+        from ..cluster import predict_on_cluster
+
+        return predict_on_cluster(scheduler, workers, crs=grid_crs, progress=progress, **values)
     from ..predict import predict_raster
 
     return predict_raster(crs=grid_crs, progress=progress, **values)
