@@ -2,13 +2,15 @@
 
 A step given `scheduler` (the ADDRESS of a running dask.distributed scheduler) or `workers` (N: a
 LocalCluster of N single-threaded worker processes, started for the run and closed after it)
-sends its windows to the cluster: `predict` sends row bands of the map, each predicted by a
-worker into part files of its own that the run then assembles into the outputs, the same map
-byte for byte as a single-process run. Workers read the inputs and write the parts at the paths
-the run gives them: on a cluster of several machines the inputs and the output folder must be
-on a file system they all see at the same paths. Cancelling the run cancels the tasks not yet
-done; a LocalCluster is closed, which also stops those running (a running task on someone
-else's cluster finishes its window, and its result is dropped).
+sends its windows to the cluster. `predict` sends row bands of the map, each predicted by a
+worker into part files of its own that the run then assembles into the outputs: the same map
+byte for byte as a single-process run. `sample-patches` sends its cities (a large one in windows
+of its samples), whose batches the run then writes in order: the same dataset as without.
+Workers read the inputs and write the parts at the paths the run gives them: on a cluster of
+several machines the inputs and the output folder must be on a file system they all see at the
+same paths. Cancelling the run cancels the tasks not yet done; a LocalCluster is closed, which
+also stops those running (a running task on someone else's cluster finishes its window, and its
+result is dropped).
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from .datasets import Batch
 from .errors import LczError
 from .progress import Progress, SubProgress
 
@@ -32,6 +38,10 @@ CONNECT_SECONDS = 30
 DEATH_SECONDS = 60
 POLL_SECONDS = 0.5
 ROWS_PER_WRITE = 256
+# batches of samples a sample-patches task reads: a city, or a window of a large one
+BATCHES_PER_PART = 64
+# what an embedding source counts as it reads
+SOURCE_COUNTS = ("masked_pixels", "zero_pixels", "read_pixels")
 
 
 @contextlib.contextmanager
@@ -186,3 +196,72 @@ def _assemble(
         "class_counts": counts,
         "nodata_pixels": nodata,
     }
+
+
+def read_cities_on_cluster(
+    client: Any,
+    cities: Sequence[tuple[Any, Any]],
+    size: int,
+    max_missing: float,
+    batch_size: int,
+    output: str | os.PathLike,
+    progress: Progress,
+) -> Iterator[tuple[str, int, Batch]]:
+    """(city name, samples read, batch) as sampling's single-process reading yields them, the
+    windows read by the cluster's workers: a task per city, or per BATCHES_PER_PART batches of a
+    large one, into part files beside `output` that are read back in order."""
+    from .outputs import scratch_folder
+
+    lacking = [city.name for city, _ in cities if city.reopen is None]
+    if lacking:
+        raise ValueError(f"cities {', '.join(lacking)} lack reopen: no worker can open them")
+    step = batch_size * BATCHES_PER_PART  # whole batches: the batches of a single run
+    tasks = [(i, s) for i, (_, cand) in enumerate(cities) for s in range(0, len(cand.y), step)]
+    with scratch_folder(output) as parts:
+        run = uuid.uuid4().hex
+        futures = [
+            client.submit(
+                _read_part,
+                cities[i][0].reopen,
+                cities[i][1].take(slice(s, s + step)),
+                i,
+                size,
+                max_missing,
+                batch_size,
+                parts / f"{i}-{s}",
+                key=f"lcz-sample-{run}-{i}-{s}",
+            )
+            for i, s in tasks
+        ]
+        done = run_tasks(client, futures, progress, "windows read:")
+        for (i, _), (files, counts) in zip(tasks, done, strict=True):
+            source = cities[i][0].source  # counts what the workers' copies read, as if it had
+            for name, n in counts.items():
+                setattr(source, name, getattr(source, name) + n)
+            for path, read in files:
+                with np.load(path) as part:
+                    batch = Batch(**{name: part[name] for name in part.files})
+                yield cities[i][0].name, read, batch
+
+
+def _read_part(
+    reopen: Any,
+    cand: Any,
+    index: int,
+    size: int,
+    max_missing: float,
+    batch_size: int,
+    folder: Path,
+) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """Read samples of a city into .npz files in `folder`, one per batch (in a worker): their
+    paths and the samples read for each, and the pixels the source counted."""
+    from .sampling import read_city
+
+    folder.mkdir()
+    written = []
+    with reopen() as source:
+        batches = read_city(source, cand, index, size, max_missing, batch_size)
+        for k, (read, batch) in enumerate(batches):
+            np.savez(folder / f"{k}.npz", **asdict(batch))
+            written.append((str(folder / f"{k}.npz"), read))
+        return written, {name: getattr(source, name) for name in SOURCE_COUNTS}

@@ -141,7 +141,7 @@ def atomic_path(path: str | os.PathLike, parameter: str = "output") -> Iterator[
 def scratch_folder(path: str | os.PathLike, parameter: str = "output") -> Iterator[Path]:
     """Yield a partial folder beside output `path` for the pieces a run assembles it from; it is
     removed when the block ends (or, after a hard kill, by a later run's stale-partial sweep)."""
-    path = check_writable(path, parameter)
+    path = Path(path)
     remove_stale_partials(path)
     tmp = _partial(path, True, parameter)
     try:

@@ -190,6 +190,11 @@ def open_embeddings(values: dict[str, Any]):
     return source, extent
 
 
+def open_source_of(values: dict[str, Any]):
+    """The embedding source named by the values, opened again (e.g. by a cluster's worker)."""
+    return open_embeddings(values)[0]
+
+
 def open_labels_from(values: dict[str, Any], progress: Any):
     """The labels named by the values (a 'path|layername=x' source keeps its layer)."""
     from ..labels import open_labels

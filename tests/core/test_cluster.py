@@ -149,3 +149,41 @@ def test_a_workers_error_reaches_the_run_with_its_parameter(demo_city, random_mo
     error = pickle.loads(pickle.dumps(LczError("embeddings", "64 bands, the model wants 128")))
     assert (error.parameter, error.message) == ("embeddings", "64 bands, the model wants 128")
     assert str(error) == "embeddings: 64 bands, the model wants 128"
+
+
+def test_sample_patches_on_a_dask_cluster_writes_the_same_dataset(demo_city, tmp_path):
+    from lcz_core import sample_patches
+    from lcz_core.datasets import ARRAYS, open_dataset
+
+    left, top, half = 380_000.0, 5_825_000.0, 2_400.0  # the demo's two halves as two cities
+    cities = "".join(
+        f"""
+[cities.{name}]
+extent = [{left}, {top - (k + 1) * half}, {left + 2 * half}, {top - k * half}]
+extent_crs = "EPSG:32633"
+[cities.{name}.embeddings.demo]
+kind = "geotiff"
+path = "{demo_city.embeddings_tif}"
+[cities.{name}.labels.demo]
+kind = "raster"
+path = "{demo_city.labels}"
+"""
+        for k, name in enumerate(("north", "south"))
+    )
+    (tmp_path / "cities.toml").write_text(cities, encoding="utf-8")
+    arguments = {"cities": str(tmp_path / "cities.toml"), "block_cells": 2, "buffer": 0.0}
+    single = sample_patches(**arguments, output=str(tmp_path / "single")).as_dict()
+    progress = Recording()
+    spread = sample_patches(
+        **arguments, output=str(tmp_path / "spread"), workers=2, progress=progress
+    ).as_dict()
+    assert {k: v for k, v in spread.items() if k != "output"} == {
+        k: v for k, v in single.items() if k != "output"
+    }
+    one, other = open_dataset(tmp_path / "single"), open_dataset(tmp_path / "spread")
+    assert one.manifest == other.manifest and one.manifest["cities"] == ["north", "south"]
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(one, name)[:], getattr(other, name)[:])
+    assert any("windows read: 2/2" in (m or "") for _, m in progress.reports)
+    assert not multiprocessing.active_children()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cities.toml", "single", "spread"]
