@@ -5,7 +5,7 @@ A dataset is a folder holding `manifest.json` and `data.zarr`, a zarr v3 group w
 - `x` float16 (N, C, S, S), NaN = missing pixel; one chunk per sample, CHUNK_BYTES shards, no
   compression (float32 in datasets written before; both read alike),
 - `y` uint8: (N,) codes 1-17 for kind "patches", (N, S, S) with 0 = unlabelled for kind "tiles"
-  (one chunk per tile, sharded like x),
+  (one chunk per tile, sharded and uncompressed like x),
 - `split` uint8 (N,): 0 = train, 1 = val, 2 = test (SPLIT_CODES),
 - `city` uint16 (N,): index into manifest["cities"],
 - `centre_x`, `centre_y` float64 (N,): patch centres in the manifest CRS.
@@ -117,6 +117,7 @@ class PatchDataset:
         if self.x.dtype not in READABLE:
             raise LczError("dataset", f"{self.folder}: array x holds {self.x.dtype}; {REBUILD}")
         self._labels: np.ndarray | None = None
+        self._files = {name: ShardFiles.of(arrays[name]) for name in ("x", "y")}
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -139,7 +140,8 @@ class PatchDataset:
         if self.kind == "patches" and self._labels is None:  # one byte a sample: kept
             self._labels = np.asarray(self.y[:])
         labels = self.y if self._labels is None else self._labels
-        return _take(self.x, indices).astype(np.float32), _take(labels, indices)
+        x = _take(self.x, indices, self._files["x"]).astype(np.float32)
+        return x, _take(labels, indices, self._files["y"])
 
     @property
     def kind(self) -> str:
@@ -153,13 +155,81 @@ class PatchDataset:
         return np.flatnonzero(self.split[:] == SPLIT_CODES[split_name]).astype(np.int64)
 
 
-def _take(array, indices: np.ndarray) -> np.ndarray:
-    """array[indices] for ascending indices; zarr arrays are read a run of consecutive indices at
-    a time (their fancy indexing is many times slower)."""
+class ShardFiles:
+    """The samples of a zarr array laid out as `write_dataset` lays out x (and tile labels), read
+    straight from its shard files: local, one raw little-endian chunk per sample, each shard file
+    ending with its index of (offset, nbytes) pairs and their CRC-32C, not checked here (zarr
+    v3's sharding codec). zarr's own reading of a sample costs about 0.7 ms of CPU, a quarter of
+    training the default classifier on it on two cores; this costs 0.04 ms. `of` gives None for
+    any other layout, which zarr then reads."""
+
+    def __init__(self, array: Any) -> None:
+        self.root = Path(array.store.root) / array.path
+        self.encoding = array.metadata.chunk_key_encoding
+        self.shard, self.shape = int(array.shards[0]), tuple(array.shape[1:])
+        self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        self.fill = array.fill_value
+
+    @classmethod
+    def of(cls, array: Any) -> ShardFiles | None:
+        """The reader of `array`, or None where its layout is another."""
+        from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+        from zarr.codecs.bytes import Endian
+        from zarr.codecs.sharding import ShardingCodecIndexLocation
+        from zarr.storage import LocalStore
+
+        if isinstance(array, np.ndarray) or not isinstance(array.store, LocalStore):
+            return None
+        codecs = getattr(array.metadata, "codecs", ())  # zarr v2 metadata has none
+        if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+            return None
+
+        def raw(codec: Any) -> bool:  # the bytes as they are, little-endian
+            return isinstance(codec, BytesCodec) and codec.endian in (Endian.little, None)
+
+        sharding = codecs[0]
+        laid_out = (
+            sharding.chunk_shape == (1, *array.shape[1:])
+            and sharding.index_location == ShardingCodecIndexLocation.end
+            and len(sharding.codecs) == 1
+            and raw(sharding.codecs[0])
+            and len(sharding.index_codecs) == 2
+            and raw(sharding.index_codecs[0])
+            and isinstance(sharding.index_codecs[1], Crc32cCodec)
+        )
+        return cls(array) if laid_out else None
+
+    def read(self, indices: np.ndarray, out: np.ndarray) -> None:
+        """Fill `out` with the samples at ascending `indices`."""
+        shards = indices // self.shard
+        starts = np.flatnonzero(np.r_[True, shards[1:] != shards[:-1]])
+        for first, stop in zip(starts, np.r_[starts[1:], len(indices)], strict=True):
+            key = self.encoding.encode_chunk_key((int(shards[first]), *[0] * len(self.shape)))
+            if not (self.root / key).is_file():  # a shard never written holds the fill value
+                out[first:stop] = self.fill
+                continue
+            with open(self.root / key, "rb") as file:
+                file.seek(-(16 * self.shard + 4), os.SEEK_END)
+                table = np.frombuffer(file.read(16 * self.shard), "<u8").reshape(-1, 2)
+                for k in range(first, stop):
+                    offset, nbytes = (int(v) for v in table[indices[k] % self.shard])
+                    if offset == 2**64 - 1:  # a chunk never written
+                        out[k] = self.fill
+                        continue
+                    file.seek(offset)
+                    out[k] = np.frombuffer(file.read(nbytes), self.dtype).reshape(self.shape)
+
+
+def _take(array, indices: np.ndarray, files: ShardFiles | None = None) -> np.ndarray:
+    """array[indices] for ascending indices: from memory, from the shard files, else read by zarr
+    a run of consecutive indices at a time (its fancy indexing is many times slower)."""
     if isinstance(array, np.ndarray):
         return array[indices]
     out = np.empty((len(indices), *array.shape[1:]), array.dtype)
     if not len(indices):
+        return out
+    if files is not None:
+        files.read(indices, out)
         return out
     breaks = np.flatnonzero(np.diff(indices) != 1) + 1
     for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(indices)], strict=True):
@@ -265,6 +335,7 @@ def write_dataset(
                 chunks=(1, size, size),
                 shards=(shard, size, size),
                 dtype="uint8",
+                compressors=None,
             ),
             "split": _vector(group, "split", "uint8"),
             "city": _vector(group, "city", "uint16"),

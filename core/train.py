@@ -283,18 +283,50 @@ class BatchReader(torch.utils.data.Dataset):
         return training_batch(prepare_inputs(x, self.mean, self.std), y, ops)
 
 
-def _batches(
-    reader: BatchReader, keys: list, config: TrainConfig, device: torch.device
-) -> torch.utils.data.DataLoader:
-    """The batches of `keys` in order, read ahead by config.loader_workers processes (by the
-    training process itself when 0, or when there are too few batches to be worth starting them)."""
-    return torch.utils.data.DataLoader(
-        reader,
-        sampler=keys,
-        batch_size=None,
-        num_workers=min(config.loader_workers, len(keys) - 1),
-        pin_memory=device.type == "cuda",
-    )
+class BatchLoader:
+    """The batches of a run in the order of the keys given for each pass, read ahead by up to
+    config.loader_workers processes: as many as there are CPU cores the training leaves free
+    (on a CPU its threads take theirs; a worker beside them slows them more than it helps), else
+    by the training process itself. The workers start once for the run, not for each pass: a
+    start shares the training process's memory again, to be copied as it writes to it. They stop
+    when the block ends."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.keys: list[tuple[np.ndarray, np.ndarray]] = []
+        self.loader: torch.utils.data.DataLoader | None = None
+
+    def __enter__(self) -> BatchLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loader = None  # its last reference: the workers stop
+
+    def start(self, reader: BatchReader, device: torch.device) -> None:
+        """Read batches with `reader` for `device` (self is the loader's sampler: it walks the
+        current keys)."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        training = torch.get_num_threads() if device.type == "cpu" else 1
+        workers = min(self.config.loader_workers, max(0, (cores or 1) - training))
+        self.loader = torch.utils.data.DataLoader(
+            reader,
+            sampler=self,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=device.type == "cuda",
+        )
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __call__(self, keys: list[tuple[np.ndarray, np.ndarray]]) -> Iterator:
+        """The batches of `keys`, in order."""
+        self.keys = keys
+        return iter(self.loader)
 
 
 def _in_order(part: Split, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -443,7 +475,11 @@ def train(
         raise LczError("dataset", f"tiles of {size} px; the U-Net needs a multiple of 8")
     _check_training_memory(data, config)
 
-    with atomic_folder(run, tuple(RUN_FILES.values())) as tmp, _deterministic(config):
+    with (
+        atomic_folder(run, tuple(RUN_FILES.values())) as tmp,
+        _deterministic(config),
+        BatchLoader(config) as batches,
+    ):
         paths = {key: tmp / name for key, name in RUN_FILES.items()}
         write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
         splits, normalisation, valid = load_splits(data, SubProgress(progress, 0, 5))
@@ -456,11 +492,11 @@ def train(
                 "ignores them; check the embeddings"
             )
         mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
-        reader = BatchReader(data, mean, std)
         train_split = splits["train"]
         counts = train_split.labels[1 : NUM_CLASSES + 1]
         weights = class_weights(counts, config.class_weighting)
         device = pick_device(config.device)
+        batches.start(BatchReader(data, mean, std), device)
         manifest = data.manifest
         train_cities = sorted({manifest["cities"][int(c)] for c in np.unique(train_split.city)})
         metadata: dict[str, Any] = {
@@ -518,7 +554,7 @@ def train(
             for step in range(steps_per_epoch):
                 chosen = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
                 keys.append((train_split.indices[chosen], ops[chosen]))
-            for step, (x, y) in enumerate(_batches(reader, keys, config, device)):
+            for step, (x, y) in enumerate(batches(keys)):
                 if not (y >= 0).any():  # tiles without a labelled pixel teach nothing
                     continue
                 x = x.to(device, non_blocking=True)
@@ -535,9 +571,7 @@ def train(
                     f"epoch {epoch}/{config.epochs} batch {step + 1}/{steps_per_epoch} "
                     f"loss {loss.item():.3f}",
                 )
-            val_batches = _batches(
-                reader, _in_order(splits["val"], EVALUATION_BATCH), config, device
-            )
+            val_batches = batches(_in_order(splits["val"], EVALUATION_BATCH))
             val_loss, val_metrics = _evaluate(model, val_batches, loss_fn, device)
             rows.append(
                 {
@@ -572,9 +606,7 @@ def train(
         metrics = dict(best["metrics"])
         if "test" in splits:
             progress.report(96, "test split")
-            test_batches = _batches(
-                reader, _in_order(splits["test"], EVALUATION_BATCH), config, device
-            )
+            test_batches = batches(_in_order(splits["test"], EVALUATION_BATCH))
             metrics["test"] = summary(_evaluate(model, test_batches, loss_fn, device)[1])
         metadata.update(epoch=best["epoch"], metrics=metrics)
         save_model(paths["model"], network, metadata)

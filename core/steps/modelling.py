@@ -51,8 +51,9 @@ TRAINING_OPTIONS = (
         0, minimum=0, maximum=1024, advanced=True,
     ),
     _option(
-        "loader_workers", "int", "Data loader processes",
-        "processes reading batches from the dataset on disk ahead of training; 0: the training "
+        "loader_workers", "int", "Data loader processes (at most)",
+        "processes reading batches from the dataset on disk ahead of training, on the CPU cores "
+        "the training leaves free (a GPU run, or threads below the cores); 0: the training "
         "process reads them (the model does not depend on it)",
         2, minimum=0, maximum=64, advanced=True,
     ),

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lcz_core.datasets import SPLIT_CODES, Batch, open_dataset, write_dataset
+from lcz_core.datasets import SPLIT_CODES, Batch, ShardFiles, open_dataset, write_dataset
 from lcz_core.errors import LczError
 from lcz_core.lcz import code_from_text
 
@@ -116,6 +116,7 @@ def test_samples_are_stored_one_chunk_each_and_read_in_any_order(tmp_path):
         write_dataset(tmp_path / kind, _batches(3, 50, kind), _manifest(kind))
         ds = open_dataset(tmp_path / kind)
         assert ds.x.chunks == (1, 3, 4, 4) and ds.x.shards[0] == ds.block > 1
+        assert ShardFiles.of(ds.x) is not None  # read straight from the shard files
         assert (tmp_path / kind / "data.zarr" / "x" / "c").is_dir()
         expected = list(_batches(3, 50, kind))
         all_x = np.concatenate([b.x for b in expected]).astype(np.float16).astype(np.float32)
@@ -142,3 +143,24 @@ def test_embeddings_beyond_float16_are_refused(tmp_path):
     batch.x[2, 1, 0, 0] = np.inf  # an infinite value stays what it was
     write_dataset(tmp_path / "ds", [batch], _manifest())
     assert np.isinf(open_dataset(tmp_path / "ds").x[2, 1, 0, 0])
+
+
+def test_shard_files_read_what_zarr_reads(tmp_path):
+    batches = list(_batches(2, 40, "tiles"))
+    batches[1].x[5:40] = np.nan  # samples that are all fill value: chunks zarr does not write
+    manifest = {**_manifest("tiles"), "band_names": BANDS}
+    write_dataset(tmp_path / "ds", batches, manifest)
+    ds = open_dataset(tmp_path / "ds")
+    chosen = np.array([0, 1, 39, 40, 44, 45, 46, 79])
+    for array in (ds.x, ds.y):
+        files = ShardFiles.of(array)
+        assert files is not None
+        out = np.empty((len(chosen), *array.shape[1:]), array.dtype)
+        files.read(chosen, out)
+        np.testing.assert_array_equal(out, np.stack([array[int(i)] for i in chosen]))
+    x = ds.read(chosen)[0]
+    assert np.isnan(x[5:]).all() and not np.isnan(x[4]).all()  # 45 on: never written
+    zarr = pytest.importorskip("zarr")
+    group = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    plain = group.create_array("x", shape=(4, 3), chunks=(2, 3), dtype="float32")  # zstd
+    assert ShardFiles.of(plain) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +34,8 @@ from lcz_core.train import (
 )
 
 pytestmark = pytest.mark.slow
-FAST = {"epochs": 12, "batch_size": 16, "seed": 0}
+# one training thread leaves a core of two to a loader worker
+FAST = {"epochs": 12, "batch_size": 16, "seed": 0, "threads": 1}
 
 
 def make_demo_dataset(demo_city, folder, kind: str):
@@ -91,7 +93,7 @@ def test_segmentation_beats_the_majority_class(tile_dataset, tmp_path):
 def test_rerunning_the_experiment_file_gives_identical_weights_and_metrics(patch_run, tmp_path):
     dataset, output, config = read_experiment(patch_run["experiment"])
     assert output.name == "patch" and config == TrainConfig(**FAST)
-    assert config.loader_workers == 2  # the run read its batches in two worker processes
+    assert config.loader_workers == 2  # the run read its batches in worker processes
     # read by the training process itself, from the dataset held in memory: the same run
     held = open_dataset(dataset).load()
     again = train(held, tmp_path / "again", replace(config, loader_workers=0))
@@ -131,10 +133,11 @@ class CancelAt(Progress):
 
     def __init__(self, marker: str) -> None:
         super().__init__()
-        self.marker = marker
+        self.marker, self.children = marker, 0
 
     def _emit(self, percent: float, message: str | None) -> None:
         if message and self.marker in message:
+            self.children = len(multiprocessing.active_children())  # loader workers then
             self.cancel()
 
 
@@ -146,9 +149,11 @@ def test_cancel_leaves_nothing_and_keeps_the_earlier_run(patch_dataset, patch_ru
         target = run / Path(patch_run[key]).name
         target.write_bytes(Path(patch_run[key]).read_bytes())
         before[target.name] = target.read_bytes()
-    config = TrainConfig(epochs=5, batch_size=16, patience=5)
+    config = TrainConfig(epochs=5, batch_size=16, patience=5, threads=1)
+    progress = CancelAt("epoch 2/5 batch 3/")
     with pytest.raises(Cancelled):
-        train(patch_dataset, run, config, CancelAt("epoch 2/5 batch 3/"), overwrite=True)
+        train(patch_dataset, run, config, progress, overwrite=True)
+    assert progress.children == min(2, len(os.sched_getaffinity(0)) - 1)  # a core each
     assert not multiprocessing.active_children()  # the loader's workers are gone
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert not list(tmp_path.glob(".*partial*"))
