@@ -7,7 +7,8 @@ classifier then trains LCZ_BENCH_STREAM_EPOCHS epochs (default 1) in two ways, a
 LCZ_BENCH_STREAM_ROUNDS times (default 3), each run in its own Python so that its peak memory
 (getrusage's maximum resident set) is its own:
 
-- from disk: the dataset folder, batches read by 2 DataLoader worker processes;
+- from disk: the dataset folder, batches read by up to 2 DataLoader worker processes (as many
+  as there are cores the 2 training threads leave free; none on a 2-core machine);
 - in memory: the dataset read into memory first (`open_dataset(...).load()`), batches made by
   the training process (skipped when the dataset would not fit in half the available memory).
 
@@ -155,7 +156,12 @@ def main() -> None:
                     Path(tmp) / f"held{k}" / "model.safetensors",
                 )
     best = min(min(r["seconds"]) for r in disk)
-    print(f"from disk ({WORKERS} loader workers, {THREADS} training threads), {rounds} runs:")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(WORKERS, max(0, (cores or 1) - THREADS))  # on the cores training leaves free
+    print(
+        f"from disk ({THREADS} training threads, {workers} loader workers on {cores} cores), "
+        f"{rounds} runs:"
+    )
     print(f"  epoch seconds: {', '.join(f'{s:.1f}' for r in disk for s in r['seconds'])}")
     print(
         f"  one epoch of {n_train} patches: {best:.1f} s at best ({n_train / best:.0f} patches/s)"
