@@ -10,3 +10,7 @@ class LczError(Exception):
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
         self.message = message
+
+    def __reduce__(self) -> tuple:
+        # pickled whole, so that a cluster worker's error reaches the run that sent the task
+        return type(self), (self.parameter, self.message)

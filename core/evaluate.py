@@ -115,7 +115,7 @@ def _predict_dataset(
     block_city = np.zeros(blocks.max(initial=-1) + 1, np.int64)
     block_city[blocks] = city
     confusions: dict[tuple[str, int], np.ndarray] = {}
-    chunk = max(1, int(ds.x.chunks[0]))
+    chunk = ds.block * max(1, batch_size // ds.block)
     starts = [s for s in range(0, len(ds), chunk) if wanted[s : s + chunk].any()]
     for done, start in enumerate(starts):
         progress.report(

@@ -148,6 +148,19 @@ def atomic_path(path: str | os.PathLike, parameter: str = "output") -> Iterator[
 
 
 @contextlib.contextmanager
+def scratch_folder(path: str | os.PathLike, parameter: str = "output") -> Iterator[Path]:
+    """Yield a partial folder beside output `path` for the pieces a run assembles it from; it is
+    removed when the block ends (or, after a hard kill, by a later run's stale-partial sweep)."""
+    path = Path(path)
+    remove_stale_partials(path)
+    tmp = _partial(path, True, parameter)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_folder(
     folder: str | os.PathLike, names: Sequence[str], parameter: str = "output"
 ) -> Iterator[Path]:

@@ -36,7 +36,7 @@ from .lcz import CLASS_BY_CODE
 from .models import LczModel, load_model, pick_device, working_bytes
 from .outputs import LczRasterWriter, atomic_path, overview_factors
 from .progress import Progress
-from .rasters import EmbeddingSource, crop_to_extent, open_source
+from .rasters import CroppedSource, EmbeddingSource, crop_to_extent, open_source
 from .steps.modelling import default_confidence
 
 LCZ_SCALE_M = 100.0
@@ -250,8 +250,12 @@ def predict_raster(
     batch_size: int = 256,
     device: str = "auto",
     progress: Progress | None = None,
+    part: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Map LCZ over an embedding raster (or its `extent`); write the LCZ and confidence GeoTIFFs."""
+    """Map LCZ over an embedding raster (or its `extent`); write the LCZ and confidence GeoTIFFs.
+
+    `part` (k, n): map only the k-th of n row bands of whole blocks (a distributed run's share,
+    see `cluster`); an empty band writes nothing and returns {"output": None}."""
     progress = progress or Progress()
     checks.integer(batch_size, "batch_size", "batch_size", 1)
     if stride is not None:
@@ -298,6 +302,10 @@ def predict_raster(
                     extent, extent_crs or source.default_extent_crs, source.crs
                 )
             source = crop_to_extent(source, extent, align=stride)
+        if part is not None:
+            source = _band(source, *part, block * stride)
+            if source is None:
+                return {"output": None}
         width, height = math.ceil(source.width / stride), math.ceil(source.height / stride)
         transform = source.transform * source.transform.scale(stride)
         writer = stack.enter_context(
@@ -305,7 +313,7 @@ def predict_raster(
         )
         tmp_confidence = stack.enter_context(atomic_path(confidence_path, "confidence"))
         conf_dataset = stack.enter_context(
-            _open_confidence(tmp_confidence, source, transform, width, height)
+            open_confidence(tmp_confidence, source.crs, transform, width, height)
         )
         blocks = [
             (range(r, min(r + block, height)), range(c, min(c + block, width)))
@@ -339,12 +347,8 @@ def predict_raster(
             window = Window(cols.start, rows.start, len(cols), len(rows))
             writer.write(codes, window=window)
             conf_dataset.write(conf, 1, window=window)
-        if not writer.codes_present:  # raised inside the block: no all-nodata map is left
-            raise LczError(
-                "embeddings",
-                f"{source.name} has no valid pixel in the mapped area (all NaN, nodata or "
-                "all-zero vectors): the map would be empty; check the embeddings and the extent",
-            )
+        if part is None:  # raised inside the block: no all-nodata map is left
+            check_mapped(writer, source.name)
         counts = {CLASS_BY_CODE[c].short: int(writer.counts[c]) for c in writer.codes_present}
         nodata = int(writer.counts[0])
     progress.report(100, "done")
@@ -359,15 +363,36 @@ def predict_raster(
     }
 
 
+def check_mapped(writer: LczRasterWriter, name: str) -> None:
+    """Refuse a map without a valid pixel (from inside the writer's block: none is left)."""
+    if not writer.codes_present:
+        raise LczError(
+            "embeddings",
+            f"{name} has no valid pixel in the mapped area (all NaN, nodata or all-zero "
+            "vectors): the map would be empty; check the embeddings and the extent",
+        )
+
+
+def _band(source: EmbeddingSource, k: int, n: int, rows: int) -> CroppedSource | None:
+    """The k-th of n bands of `source` made of whole blocks of `rows` input rows, so that each
+    block is read and computed as in the whole run (None: more bands than blocks)."""
+    blocks = math.ceil(source.height / rows)
+    first, stop = k * blocks // n * rows, (k + 1) * blocks // n * rows
+    if first == stop:
+        return None
+    return CroppedSource(source, Window(0, first, source.width, min(stop, source.height) - first))
+
+
 @contextlib.contextmanager
-def _open_confidence(path: Path, source: EmbeddingSource, transform, width: int, height: int):
+def open_confidence(path: Path, crs, transform, width: int, height: int):
+    """The confidence GeoTIFF (float32, NaN = nodata) opened for writing at `path`."""
     profile = {
         "driver": "GTiff",
         "dtype": "float32",
         "count": 1,
         "width": width,
         "height": height,
-        "crs": source.crs,
+        "crs": crs,
         "transform": transform,
         "nodata": float("nan"),
         "compress": "deflate",

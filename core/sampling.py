@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -438,12 +438,14 @@ def _split_polygons(grid: Grid, config: SplitConfig) -> np.ndarray:
 
 @dataclass
 class CityInput:
-    """One city to sample: embeddings, labels, and an extent in the embeddings' CRS (None = all)."""
+    """One city to sample: embeddings, labels, and an extent in the embeddings' CRS (None = all);
+    `reopen` opens the embeddings anew where another process reads them (a cluster's worker)."""
 
     name: str
     source: EmbeddingSource
     labels: VectorLabels | RasterLabels
     extent: Bounds | None = None
+    reopen: Callable[[], EmbeddingSource] | None = None
 
 
 @dataclass
@@ -655,6 +657,38 @@ def _found(code: int, counts: np.ndarray, asked: Sequence[float]) -> str:
     )
 
 
+def read_city(
+    source: EmbeddingSource,
+    cand: Candidates,
+    index: int,
+    size: int,
+    max_missing: float,
+    batch_size: int,
+) -> Iterator[tuple[int, Batch]]:
+    """The windows of one city's samples in batches: (samples read, a batch of those with at most
+    `max_missing` missing pixels, possibly empty)."""
+    for start in range(0, len(cand.y), batch_size):
+        part = cand.take(slice(start, start + batch_size))
+        x = np.stack(
+            [
+                source.read(Window(int(c), int(r), size, size))
+                for c, r in zip(part.col, part.row, strict=True)
+            ]
+        )
+        keep = np.isnan(x).all(axis=1).mean(axis=(1, 2)) <= max_missing
+        yield (
+            len(part.y),
+            Batch(
+                x=x[keep],
+                y=part.y[keep],
+                split=part.split[keep].astype(np.uint8),
+                city=np.full(int(keep.sum()), index, np.uint16),
+                centre_x=part.centre_x[keep],
+                centre_y=part.centre_y[keep],
+            ),
+        )
+
+
 def _batches(
     cities: Sequence[tuple[CityInput, Candidates]],
     size: int,
@@ -663,37 +697,35 @@ def _batches(
     dropped: dict[str, int],
     progress: Progress,
     check: Any,
+    client: Any = None,
+    output: str | os.PathLike = "",
 ) -> Iterator[Batch]:
-    """Read the windows of all kept samples and yield them in batches; those with more than
+    """Read the windows of all kept samples and yield them in batches (read by the workers of a
+    dask.distributed `client` into parts beside `output` when given); those with more than
     `max_missing` missing pixels are counted in dropped["missing"]. `check(kept)` runs on the
     samples per split at the end, before the dataset is complete."""
     total = sum(len(c.y) for _, c in cities)
     done = 0
     kept = np.zeros(3, np.int64)
-    for index, (city, cand) in enumerate(cities):
-        for start in range(0, len(cand.y), batch_size):
-            part = cand.take(slice(start, start + batch_size))
-            x = np.stack(
-                [
-                    city.source.read(Window(int(c), int(r), size, size))
-                    for c, r in zip(part.col, part.row, strict=True)
-                ]
-            )
-            missing = np.isnan(x).all(axis=1).mean(axis=(1, 2))
-            keep = missing <= max_missing
-            dropped["missing"] += int((~keep).sum())
-            kept += np.bincount(part.split[keep], minlength=3)
-            done += len(part.y)
-            progress.report(100.0 * done / max(total, 1), f"reading {city.name}")
-            if keep.any():
-                yield Batch(
-                    x=x[keep],
-                    y=part.y[keep],
-                    split=part.split[keep].astype(np.uint8),
-                    city=np.full(int(keep.sum()), index, np.uint16),
-                    centre_x=part.centre_x[keep],
-                    centre_y=part.centre_y[keep],
-                )
+    if client is None:
+        batches = (
+            (city.name, read, batch)
+            for index, (city, cand) in enumerate(cities)
+            for read, batch in read_city(city.source, cand, index, size, max_missing, batch_size)
+        )
+    else:
+        from .cluster import read_cities_on_cluster
+
+        sub = SubProgress(progress, 0, 80)
+        batches = read_cities_on_cluster(client, cities, size, max_missing, batch_size, output, sub)
+        progress = SubProgress(progress, 80, 100)
+    for name, read, batch in batches:
+        dropped["missing"] += read - len(batch.y)
+        kept += np.bincount(batch.split, minlength=3)
+        done += read
+        progress.report(100.0 * done / max(total, 1), f"reading {name}")
+        if len(batch.y):
+            yield batch
     check(kept)
 
 
@@ -709,8 +741,10 @@ def make_dataset(
     grid_output: str | os.PathLike | None = None,
     batch_size: int = 64,
     progress: Progress | None = None,
+    client: Any = None,
 ) -> dict[str, Any]:
-    """Sample, split and write a patch or tile dataset (core/datasets.py) for one or many cities.
+    """Sample, split and write a patch or tile dataset (core/datasets.py) for one or many cities;
+    with a dask.distributed `client`, the cluster's workers read the windows (see `cluster`).
 
     patch_size defaults to 32 (patches) or 64 (tiles); min_share to 0.5 (share of a patch
     covered by its class) or 0.05 (share of a tile labelled). The result holds the asked and
@@ -816,6 +850,8 @@ def make_dataset(
         dropped,
         SubProgress(progress, 20, 100),
         after_reading,
+        client,
+        output,
     )
     written = write_dataset(output, batches, manifest, expected=expected)
     result: dict[str, Any] = {

@@ -74,6 +74,7 @@ class TrainConfig:
     seed: int = OPTION_DEFAULTS["seed"]
     device: str = OPTION_DEFAULTS["device"]
     threads: int = OPTION_DEFAULTS["threads"]  # 0 = torch's default
+    loader_workers: int = OPTION_DEFAULTS["loader_workers"]  # 0 = read in the training process
 
     def __post_init__(self) -> None:
         architectures = tuple(DEFAULT_ARCHITECTURE)
@@ -93,6 +94,7 @@ class TrainConfig:
             "seed": (checks.integer, {"low": 0, "high": 2**64 - 1}),
             "device": (checks.text, {"choices": DEVICES}),
             "threads": (checks.integer, {"low": 0, "high": 4096}),
+            "loader_workers": (checks.integer, {"low": 0, "high": 64}),
         }
         # strict types: augment = "no" must not read as true
         for name, (check, limits) in rules.items():
@@ -175,56 +177,54 @@ def _deterministic(config: TrainConfig) -> Iterator[TrainConfig]:
 
 @dataclass
 class Split:
-    """One split in memory: x (N, H, W, C: channels last, raw then normalised), y, city indices."""
+    """One split: its samples' indices in the dataset (ascending), their city indices and the
+    counts of their label values 0-255 (pixels for tiles); the embeddings stay on disk."""
 
-    x: np.ndarray
-    y: np.ndarray
+    indices: np.ndarray
     city: np.ndarray
+    labels: np.ndarray
+
+
+# x read at a time by the pass that measures the training split: about 16 MB as stored
+SCAN_BYTES = 16 * 2**20
 
 
 def load_splits(
     dataset: PatchDataset, progress: Progress
 ) -> tuple[dict[str, Split], dict, np.ndarray]:
-    """Read train, val and test into memory block by block; per-band mean/std of train and the
-    number of valid (finite) training values per band."""
-    split = dataset.split[:]
-    n = len(split)
-    block = max(1, int(dataset.x.chunks[0]))
-    splits: dict[str, Split] = {}
-    for name, code in SPLIT_CODES.items():
-        size = int((split == code).sum())
-        if size:  # preallocated: the peak memory is the data itself
-            splits[name] = Split(
-                np.empty((size, *dataset.x.shape[2:], dataset.x.shape[1]), np.float32),
-                np.empty((size, *dataset.y.shape[1:]), dataset.y.dtype),
-                np.empty(size, dataset.city.dtype),
-            )
+    """The splits, per-band mean/std of train and the number of valid (finite) training values per
+    band, from one pass over the dataset that holds a few blocks of it at a time."""
+    split, city = np.asarray(dataset.split[:]), np.asarray(dataset.city[:])
+    splits = {
+        name: Split(np.flatnonzero(split == code), city[split == code], np.zeros(256, np.int64))
+        for name, code in SPLIT_CODES.items()
+        if (split == code).any()
+    }
     if "train" not in splits or "val" not in splits:
         raise LczError(
             "dataset",
             f"{dataset.folder} needs train and validation samples (splits present: "
             f"{', '.join(splits) or 'none'}); rebuild it with a validation fraction above 0",
         )
-    filled = dict.fromkeys(splits, 0)
-    bands = int(dataset.x.shape[1])
+    n, bands = len(split), int(dataset.x.shape[1])
+    per_sample = int(np.prod(dataset.x.shape[1:])) * dataset.x.dtype.itemsize
+    step = dataset.block * max(1, SCAN_BYTES // (per_sample * dataset.block))
     total, squares, count = np.zeros(bands), np.zeros(bands), np.zeros(bands)
-    for start in range(0, n, block):
+    for start in range(0, n, step):
         progress.report(100.0 * start / n, None if start else "reading the dataset")
-        stop = min(n, start + block)
-        x = np.asarray(dataset.x[start:stop], dtype=np.float32)
-        y = np.asarray(dataset.y[start:stop])
-        city = np.asarray(dataset.city[start:stop])
-        for name, target in splits.items():
-            chosen = split[start:stop] == SPLIT_CODES[name]
-            k, at = int(chosen.sum()), filled[name]
-            target.x[at : at + k] = x[chosen].transpose(0, 2, 3, 1)
-            target.y[at : at + k] = y[chosen]
-            target.city[at : at + k] = city[chosen]
-            filled[name] += k
-        train = x[split[start:stop] == SPLIT_CODES["train"]].astype(np.float64)
-        total += np.nansum(train, axis=(0, 2, 3))
-        squares += np.nansum(train**2, axis=(0, 2, 3))
-        count += np.isfinite(train).sum(axis=(0, 2, 3))
+        codes = split[start : start + step]
+        y = np.asarray(dataset.y[start : start + step])
+        for name, part in splits.items():
+            part.labels += np.bincount(y[codes == SPLIT_CODES[name]].ravel(), minlength=256)
+        train = codes == SPLIT_CODES["train"]
+        if not train.any():
+            continue
+        x = np.asarray(dataset.x[start : start + step])[train].astype(np.float32)
+        finite = np.isfinite(x)
+        x[~finite] = 0
+        total += x.sum(axis=(0, 2, 3), dtype=np.float64)
+        squares += np.square(x).sum(axis=(0, 2, 3), dtype=np.float64)
+        count += finite.sum(axis=(0, 2, 3))
     if not count.any():
         raise LczError(
             "dataset",
@@ -241,41 +241,106 @@ def load_splits(
     return splits, normalisation, count
 
 
-def class_weights(y: np.ndarray, weighting: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class counts (17) of labels 1-17 and loss weights (N / (K n_c))^p; 0 for absent classes."""
-    counts = np.bincount(y.ravel(), minlength=NUM_CLASSES + 1)[1 : NUM_CLASSES + 1]
+def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
+    """Loss weights (N / (K n_c))^p of the classes 1-17 from their counts; 0 for absent classes."""
     present = counts > 0
     weights = np.zeros(NUM_CLASSES)
     share = counts[present].sum() / (present.sum() * counts[present])
     weights[present] = share ** CLASS_WEIGHTINGS[weighting]
-    return counts, weights
+    return weights
 
 
 def training_batch(
-    x: np.ndarray, y: np.ndarray, chosen: np.ndarray, ops: np.ndarray
+    x: np.ndarray, y: np.ndarray, ops: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples `chosen` of x (N, H, W, C) and y, each turned by its op, as training tensors.
+    """Samples x (N, C, H, W) and their labels y, each turned by its op, as training tensors.
 
     Op 0-7 per sample: rotate by 90 degrees op % 4 times, then flip left-right when op >= 4 (the 8
     symmetries of the square); per-pixel labels move with their pixels. Returns x as a
     channels-last (N, C, H, W) float tensor and targets 0-16 (-1 = unlabelled).
     """
-    out = np.empty((len(chosen), *x.shape[1:]), np.float32)
-    targets = np.empty((len(chosen), *y.shape[1:]), np.int64)
+    out = np.empty((len(x), *x.shape[2:], x.shape[1]), np.float32)  # N, H, W, C
+    targets = np.empty(y.shape, np.int64)
     pixel_labels = y.ndim == 3
     for op in np.unique(ops):
         at = np.flatnonzero(ops == op)
-        xs, ys = np.rot90(x[chosen[at]], op % 4, axes=(1, 2)), y[chosen[at]]
-        ys = np.rot90(ys, op % 4, axes=(1, 2)) if pixel_labels else ys
+        xs = np.rot90(x[at], op % 4, axes=(2, 3))
+        ys = np.rot90(y[at], op % 4, axes=(1, 2)) if pixel_labels else y[at]
         if op >= 4:
-            xs, ys = xs[:, :, ::-1], ys[:, :, ::-1] if pixel_labels else ys
-        out[at], targets[at] = xs, ys
+            xs, ys = xs[..., ::-1], ys[..., ::-1] if pixel_labels else ys
+        out[at], targets[at] = xs.transpose(0, 2, 3, 1), ys
     return torch.from_numpy(out).permute(0, 3, 1, 2), torch.from_numpy(targets - 1)
+
+
+class BatchReader(torch.utils.data.Dataset):
+    """Reads batches of a dataset for a DataLoader: key (indices, ops) -> normalised, turned x and
+    targets. A batch depends on its key only, so a run does not depend on the loader's workers."""
+
+    def __init__(self, data: PatchDataset, mean: np.ndarray, std: np.ndarray) -> None:
+        self.data, self.mean, self.std = data, mean, std
+
+    def __getitem__(self, key: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        indices, ops = key
+        x, y = self.data.read(indices)
+        return training_batch(prepare_inputs(x, self.mean, self.std), y, ops)
+
+
+class BatchLoader:
+    """The batches of a run in the order of the keys given for each pass, read ahead by up to
+    config.loader_workers processes: as many as there are CPU cores the training leaves free
+    (on a CPU its threads take theirs; a worker beside them slows them more than it helps), else
+    by the training process itself. The workers start once for the run, not for each pass: a
+    start shares the training process's memory again, to be copied as it writes to it. They stop
+    when the block ends."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.keys: list[tuple[np.ndarray, np.ndarray]] = []
+        self.loader: torch.utils.data.DataLoader | None = None
+
+    def __enter__(self) -> BatchLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loader = None  # its last reference: the workers stop
+
+    def start(self, reader: BatchReader, device: torch.device) -> None:
+        """Read batches with `reader` for `device` (self is the loader's sampler: it walks the
+        current keys)."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        training = torch.get_num_threads() if device.type == "cpu" else 1
+        workers = min(self.config.loader_workers, max(0, (cores or 1) - training))
+        self.loader = torch.utils.data.DataLoader(
+            reader,
+            sampler=self,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=device.type == "cuda",
+        )
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __call__(self, keys: list[tuple[np.ndarray, np.ndarray]]) -> Iterator:
+        """The batches of `keys`, in order."""
+        self.keys = keys
+        return iter(self.loader)
+
+
+def _in_order(part: Split, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Keys reading a split in order, unturned."""
+    chunks = [part.indices[s : s + batch_size] for s in range(0, len(part.indices), batch_size)]
+    return [(chunk, np.zeros(len(chunk), np.int64)) for chunk in chunks]
 
 
 @dataclass
 class _Fit:
-    """What a run trains with: the model, its loss, optimiser and schedule, and the device."""
+    """What a run trains with: the model, its loss, optimiser and schedule, the device, and the
+    loader of its batches."""
 
     model: LczModel
     loss_fn: nn.CrossEntropyLoss
@@ -283,32 +348,30 @@ class _Fit:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     device: torch.device
     steps_per_epoch: int
+    batches: BatchLoader
 
 
 def _evaluate(fit: _Fit, data: Split) -> tuple[float, dict[str, Any]]:
-    """Loss and LCZ metrics of the model on normalised in-memory samples.
+    """Loss and LCZ metrics of the model on a split, read in order.
 
     The loss is the class-weighted cross-entropy of training over every labelled sample (pixel),
     whatever the batches: the sum of weighted losses over the sum of their weights (classes absent
     from training weigh 0); NaN where nothing weighs."""
     model, weights = fit.model, fit.loss_fn.weight
     model.network.eval()
-    loss_sum, weight_sum, predictions = 0.0, 0.0, []
+    loss_sum, weight_sum, confusion = 0.0, 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(data.x), EVALUATION_BATCH):
-            x = data.x[start : start + EVALUATION_BATCH]
-            y = torch.from_numpy(data.y[start : start + EVALUATION_BATCH].astype(np.int64) - 1)
+        for x, y in fit.batches(_in_order(data, EVALUATION_BATCH)):
             y = y.to(fit.device)
-            inputs = torch.from_numpy(x).permute(0, 3, 1, 2).to(fit.device)  # channels last
-            logits = model.network(inputs)
+            logits = model.network(x.to(fit.device))
             loss_sum += nn.functional.cross_entropy(
                 logits, y, weight=weights, ignore_index=-1, reduction="sum"
             ).item()
             weight_sum += weights[y[y >= 0]].sum().item()
             codes = model.softmax(logits.cpu()).argmax(dim=1) + 1
-            predictions.append(codes.to(torch.uint8).numpy())
+            confusion = confusion + confusion_matrix(y.cpu().numpy() + 1, codes.numpy())
     loss = loss_sum / weight_sum if weight_sum else math.nan
-    return loss, lcz_metrics(confusion_matrix(data.y, np.concatenate(predictions)))
+    return loss, lcz_metrics(confusion)
 
 
 def _round(value: float | None) -> float | None:
@@ -372,10 +435,11 @@ def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
     lowest = 1 if data.kind == "patches" else 0
     cities = len(data.manifest["cities"])
     for name, part in splits.items():
-        if part.y.min() < lowest or part.y.max() > NUM_CLASSES:
+        present = np.flatnonzero(part.labels)
+        if present[0] < lowest or present[-1] > NUM_CLASSES:
             raise LczError(
                 "dataset",
-                f"{data.folder}: {name} labels span {part.y.min()}-{part.y.max()}, "
+                f"{data.folder}: {name} labels span {present[0]}-{present[-1]}, "
                 f"expected {lowest}-{NUM_CLASSES}; rebuild the dataset (sample patches)",
             )
         if part.city.max() >= cities:
@@ -384,7 +448,7 @@ def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
                 f"{data.folder}: {name} samples name city {part.city.max()} of {cities}; "
                 "rebuild the dataset (sample patches)",
             )
-    validation = set(np.unique(splits["val"].y).tolist()) - {0}
+    validation = set(np.flatnonzero(splits["val"].labels).tolist()) - {0}
     if not validation:
         raise LczError(
             "dataset",
@@ -392,7 +456,7 @@ def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
             "has nothing to measure; rebuild the dataset with a larger validation fraction or "
             "another split seed",
         )
-    if not validation & set(np.unique(splits["train"].y).tolist()):
+    if not validation & set(np.flatnonzero(splits["train"].labels).tolist()):
         classes = ", ".join(
             f"{CLASS_BY_CODE[c].short} ({CLASS_BY_CODE[c].name})" for c in sorted(validation)
         )
@@ -406,26 +470,34 @@ def _check_data(data: PatchDataset, splits: dict[str, Split]) -> None:
 
 
 def _check_training_memory(data: PatchDataset, config: TrainConfig) -> None:
-    """Refuse a run whose in-memory dataset and batches would not fit in memory."""
+    """Refuse a run whose batches (those in training and those the loader reads ahead) and
+    per-sample indices would not fit in memory; the embeddings stay on disk."""
     n, bands, size = len(data), int(data.x.shape[1]), int(data.x.shape[2])
-    label_bytes = 1 if data.kind == "patches" else size * size
     network = {"task": config.task, "band_count": bands, "width": config.width}
-    needed = n * (4 * bands * size * size + label_bytes + 2) + max(
-        working_bytes(network, config.batch_size, size, training=True),
-        working_bytes(network, EVALUATION_BATCH, size),
+    batch = max(config.batch_size, EVALUATION_BATCH)
+    ahead = (2 * config.loader_workers + 1) * batch * size * size * (4 * bands + 9)
+    needed = (
+        n * 16
+        + ahead
+        + max(
+            working_bytes(network, config.batch_size, size, training=True),
+            working_bytes(network, EVALUATION_BATCH, size),
+        )
     )
     checks.check_memory(
         needed,
-        "dataset",
-        f"training holds the dataset in memory ({n} samples of {bands} bands x {size} x {size} "
-        f"px) and runs batches of {config.batch_size}",
-        "sample a smaller dataset (a smaller extent or fewer cities), or lower batch_size or width",
+        "batch_size",
+        f"training reads batches of {config.batch_size} samples of {bands} bands x {size} x "
+        f"{size} px ({config.loader_workers} loader workers reading ahead)",
+        "lower batch_size, width or loader_workers",
     )
 
 
-def _open_training_data(dataset: str | os.PathLike, config: TrainConfig) -> PatchDataset:
-    """Open a dataset of the kind the task trains on, if it fits in memory."""
-    data = open_dataset(dataset)
+def _open_training_data(
+    dataset: str | os.PathLike | PatchDataset, config: TrainConfig
+) -> PatchDataset:
+    """Open a dataset of the kind the task trains on, if its batches fit in memory."""
+    data = dataset if isinstance(dataset, PatchDataset) else open_dataset(dataset)
     expected_kind = "patches" if config.task == "patch" else "tiles"
     if data.kind != expected_kind:
         raise LczError(
@@ -442,7 +514,7 @@ def _open_training_data(dataset: str | os.PathLike, config: TrainConfig) -> Patc
 def _prepare_splits(
     data: PatchDataset, progress: Progress
 ) -> tuple[dict[str, Split], dict, list[str]]:
-    """The splits in memory, checked and normalised in place; their normalisation and warnings."""
+    """The splits, checked; their normalisation and warnings."""
     splits, normalisation, valid = load_splits(data, progress)
     _check_data(data, splits)
     warnings = []
@@ -452,12 +524,6 @@ def _prepare_splits(
             f"bands {', '.join(empty)} hold no value in the training samples: the model "
             "ignores them; check the embeddings"
         )
-    mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
-    for part in splits.values():  # normalised once, block by block, in place
-        for start in range(0, len(part.x), 1024):
-            block = part.x[start : start + 1024]
-            normalised = prepare_inputs(block.transpose(0, 3, 1, 2), mean, std)
-            block[:] = normalised.transpose(0, 2, 3, 1)
     return splits, normalisation, warnings
 
 
@@ -495,7 +561,13 @@ def _model_metadata(
     }
 
 
-def _build_fit(metadata: dict[str, Any], weights: np.ndarray, config: TrainConfig, n: int) -> _Fit:
+def _build_fit(
+    metadata: dict[str, Any],
+    weights: np.ndarray,
+    config: TrainConfig,
+    n: int,
+    batches: BatchLoader,
+) -> _Fit:
     """The network, the class-weighted loss, AdamW and its warm-up then cosine schedule."""
     device = pick_device(config.device)
     network = create_model(metadata).to(device).to(memory_format=torch.channels_last)
@@ -515,33 +587,26 @@ def _build_fit(metadata: dict[str, Any], weights: np.ndarray, config: TrainConfi
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
-    return _Fit(LczModel(network, metadata), loss_fn, optimiser, scheduler, device, steps_per_epoch)
+    return _Fit(
+        LczModel(network, metadata), loss_fn, optimiser, scheduler, device, steps_per_epoch, batches
+    )
 
 
-def _train_epoch(
-    fit: _Fit,
-    data: Split,
-    order: np.ndarray,
-    ops: np.ndarray,
-    batch_size: int,
-    progress: Progress,
-) -> float:
-    """One pass over the training samples in `order`; the mean training loss of the epoch."""
+def _train_epoch(fit: _Fit, keys: list[tuple[np.ndarray, np.ndarray]], progress: Progress) -> float:
+    """One pass over the training batches of `keys`; the mean training loss of the epoch."""
     network = fit.model.network
     network.train()
     seen, loss_sum = 0, 0.0
-    for step in range(fit.steps_per_epoch):
-        chosen = np.sort(order[step * batch_size : (step + 1) * batch_size])
-        x, y = training_batch(data.x, data.y, chosen, ops[chosen])
+    for step, (x, y) in enumerate(fit.batches(keys)):
         if (y >= 0).any():  # tiles without a labelled pixel teach nothing
-            loss = fit.loss_fn(network(x.to(fit.device)), y.to(fit.device))
+            loss = fit.loss_fn(network(x.to(fit.device, non_blocking=True)), y.to(fit.device))
             fit.optimiser.zero_grad(set_to_none=True)
             loss.backward()
             fit.optimiser.step()
             fit.scheduler.step()
-            seen += len(chosen)
-            loss_sum += loss.item() * len(chosen)
-        progress.report(100.0 * (step + 1) / fit.steps_per_epoch)  # the bar only: no log line
+            seen += len(x)
+            loss_sum += loss.item() * len(x)
+        progress.report(100.0 * (step + 1) / len(keys))  # the bar only: no log line
     return loss_sum / max(seen, 1)
 
 
@@ -550,7 +615,8 @@ def _epochs(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train epoch by epoch until `epochs`, or `patience` epochs without a better validation
     loss; the log rows and the best epoch (its loss, number, weights and validation metrics)."""
-    network, n = fit.model.network, len(splits["train"].x)
+    network, train_split = fit.model.network, splits["train"]
+    n = len(train_split.indices)
     rng = np.random.default_rng(config.seed)
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] = {"loss": math.inf, "epoch": 0, "state": None, "metrics": None}
@@ -560,10 +626,12 @@ def _epochs(
         started = time.perf_counter()
         order = rng.permutation(n)
         ops = rng.integers(0, 8, size=n) if config.augment else np.zeros(n, dtype=np.int64)
+        keys = []
+        for step in range(fit.steps_per_epoch):
+            chosen = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
+            keys.append((train_split.indices[chosen], ops[chosen]))
         epoch_progress = SubProgress(progress, (epoch - 1) * span, epoch * span)
-        train_loss = _train_epoch(
-            fit, splits["train"], order, ops, config.batch_size, epoch_progress
-        )
+        train_loss = _train_epoch(fit, keys, epoch_progress)
         val_loss, val_metrics = _evaluate(fit, splits["val"])
         row = {
             "epoch": epoch,
@@ -622,25 +690,38 @@ def _finish(
 
 
 def train(
-    dataset: str | os.PathLike,
+    dataset: str | os.PathLike | PatchDataset,
     output: str | os.PathLike,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     *,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train a model on a dataset folder; write the run folder `output`; return its outputs."""
+    """Train a model on a dataset (a folder, or one opened, e.g. held in memory by its `load`);
+    write the run folder `output`; return its outputs."""
     config = config or TrainConfig()
     progress = progress or Progress()
     run = _check_run_folder(Path(output), overwrite)
     data = _open_training_data(dataset, config)
-    with atomic_folder(run, tuple(RUN_FILES.values())) as tmp, _deterministic(config) as config:
+    with (
+        atomic_folder(run, tuple(RUN_FILES.values())) as tmp,
+        _deterministic(config) as config,
+        BatchLoader(config) as batches,
+    ):
         paths = {key: tmp / name for key, name in RUN_FILES.items()}
         write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
         splits, normalisation, warnings = _prepare_splits(data, SubProgress(progress, 0, 5))
-        counts, weights = class_weights(splits["train"].y, config.class_weighting)
+        counts = splits["train"].labels[1 : NUM_CLASSES + 1]
         metadata = _model_metadata(data, config, splits["train"], normalisation, counts)
-        fit = _build_fit(metadata, weights, config, len(splits["train"].x))
+        fit = _build_fit(
+            metadata,
+            class_weights(counts, config.class_weighting),
+            config,
+            len(splits["train"].indices),
+            batches,
+        )
+        mean, std = (np.asarray(normalisation[k], np.float32) for k in ("mean", "std"))
+        batches.start(BatchReader(data, mean, std), fit.device)
         rows, best = _epochs(fit, splits, config, SubProgress(progress, 5, 95))
         metrics = _finish(fit, best, splits, rows, paths, progress)
         for warning in warnings:

@@ -61,6 +61,20 @@ EXTENT = (
         optional=True, parent="extent", group="Extent",
     ),
 )  # fmt: skip
+CLUSTER = (
+    Param(
+        "scheduler", "string", "Dask scheduler address",
+        "ADDRESS of a running dask.distributed scheduler (tcp://host:8786): the work is split into "
+        "windows run by its workers, which must see the inputs and the output folder at the same "
+        "paths", optional=True, advanced=True, group="Scale-out",
+    ),
+    Param(
+        "workers", "int", "Local Dask workers",
+        "N: start a dask.distributed LocalCluster of N processes for the run and split the work "
+        "into windows among them (the result is the same as without)",
+        optional=True, minimum=1, maximum=1024, advanced=True, group="Scale-out",
+    ),
+)  # fmt: skip
 LABELS = (
     Param(
         "labels", "labels", "LCZ labels",
@@ -174,6 +188,11 @@ def open_embeddings(values: dict[str, Any]):
     if extent is not None and (extent_crs or source.default_extent_crs):
         extent = reproject_extent(extent, extent_crs or source.default_extent_crs, source.crs)
     return source, extent
+
+
+def open_source_of(values: dict[str, Any]):
+    """The embedding source named by the values, opened again (e.g. by a cluster's worker)."""
+    return open_embeddings(values)[0]
 
 
 def open_labels_from(values: dict[str, Any], progress: Any):

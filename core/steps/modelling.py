@@ -9,7 +9,7 @@ from typing import Any
 from ..choices import CLASS_WEIGHTINGS, DEVICES, EVALUATION_SPLITS, METRICS, STEMS
 from ..errors import LczError
 from ..spec import Output, Param, Step, check_output_paths
-from .common import EMBEDDINGS, EXTENT
+from .common import CLUSTER, EMBEDDINGS, EXTENT
 
 GROUP = "Models"
 DEVICE = Param(
@@ -52,6 +52,13 @@ TRAINING_OPTIONS = (
         "threads", "int", "CPU threads",
         "0: torch's choice (the run records the count used); 1 is faster beside a busy desktop",
         0, minimum=0, maximum=1024, advanced=True,
+    ),
+    _option(
+        "loader_workers", "int", "Data loader processes (at most)",
+        "processes reading batches from the dataset on disk ahead of training, on the CPU cores "
+        "the training leaves free (a GPU run, or threads below the cores); 0: the training "
+        "process reads them (the model does not depend on it)",
+        2, minimum=0, maximum=64, advanced=True,
     ),
 )  # fmt: skip
 
@@ -229,6 +236,7 @@ PREDICT = Step(
         ),
         Param("batch_size", "int", "Batch size", "patches per batch", default=256, minimum=1, maximum=65_536, advanced=True),
         DEVICE,
+        *CLUSTER,
         Param("output", "output_raster", "Predicted LCZ map"),
         Param(
             "confidence", "output_raster", "Prediction confidence",
@@ -247,14 +255,26 @@ def default_confidence(output: str | os.PathLike) -> Path:
 
 
 @PREDICT.implementation
-def predict_lcz_map(*, grid_crs: str | None, progress: Any, **values: Any) -> dict[str, Any]:
+def predict_lcz_map(
+    *,
+    grid_crs: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: Any,
+    **values: Any,
+) -> dict[str, Any]:
     from ..outputs import confidence_style_qml, write_text_atomic
 
     if values["confidence"] is None:  # the default must not replace an input either
         values["confidence"] = str(default_confidence(values["output"]))
         check_output_paths(PREDICT, values)
-    from ..predict import predict_raster
+    if scheduler or workers:
+        from ..cluster import predict_on_cluster
 
-    result = predict_raster(crs=grid_crs, progress=progress, **values)
+        result = predict_on_cluster(scheduler, workers, crs=grid_crs, progress=progress, **values)
+    else:
+        from ..predict import predict_raster
+
+        result = predict_raster(crs=grid_crs, progress=progress, **values)
     write_text_atomic(Path(result["confidence"]).with_suffix(".qml"), confidence_style_qml())
     return result

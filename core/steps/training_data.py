@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from ..errors import LczError
 from ..progress import Progress
 from ..spec import Output, Param, Step
 from .common import (
+    CLUSTER,
     EMBEDDINGS,
     EXTENT,
     LABELS,
@@ -17,6 +20,7 @@ from .common import (
     SPLIT,
     open_embeddings,
     open_labels_from,
+    open_source_of,
     optional,
     split_config,
 )
@@ -112,6 +116,7 @@ SAMPLE_PATCHES = Step(
             group="Samples",
         ),
         *SPLIT,
+        *CLUSTER,
         Param("output", "output_folder", "Dataset folder"),
         Param(
             "grid_output", "output_vector", "Sampled cells by split", optional=True,
@@ -154,12 +159,14 @@ def catalogue_cities(values: dict[str, Any], progress: Progress) -> list:
     for city in pick_cities(catalogue, (values["city"] or "").split(",")):
         source = city.open_embeddings()
         labels = city.open_labels(progress=progress)
-        cities.append(CityInput(city.name, source, labels, city.extent_in(source.crs)))
+        extent = city.extent_in(source.crs)
+        cities.append(CityInput(city.name, source, labels, extent, city.open_embeddings))
     return cities
 
 
 @SAMPLE_PATCHES.implementation
 def sample_patches(*, progress: Any, **values: Any) -> dict[str, Any]:
+    from ..cluster import cluster_client
     from ..sampling import CityInput, make_dataset
 
     if values["cities"]:
@@ -167,19 +174,25 @@ def sample_patches(*, progress: Any, **values: Any) -> dict[str, Any]:
     else:
         source, extent = open_embeddings(values)
         labels = open_labels_from(values, progress)
-        cities = [CityInput(Path(values["embeddings"]).stem, source, labels, extent)]
-    return make_dataset(
-        cities,
-        values["output"],
-        kind=values["dataset_kind"],
-        patch_size=values["patch_size"],
-        split=split_config(values),
-        min_share=values["min_share"],
-        max_missing=values["max_missing"],
-        min_count=values["min_count"],
-        grid_output=values["grid_output"],
-        progress=progress,
-    )
+        reopen = functools.partial(open_source_of, values)
+        cities = [CityInput(Path(values["embeddings"]).stem, source, labels, extent, reopen)]
+    scheduler, workers = values["scheduler"], values["workers"]
+    with (
+        cluster_client(scheduler, workers) if scheduler or workers else contextlib.nullcontext()
+    ) as client:
+        return make_dataset(
+            cities,
+            values["output"],
+            kind=values["dataset_kind"],
+            patch_size=values["patch_size"],
+            split=split_config(values),
+            min_share=values["min_share"],
+            max_missing=values["max_missing"],
+            min_count=values["min_count"],
+            grid_output=values["grid_output"],
+            progress=progress,
+            client=client,
+        )
 
 
 RASTERIZE_LABELS = Step(

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lcz_core.datasets import SPLIT_CODES, Batch, open_dataset, write_dataset
+from lcz_core.datasets import SPLIT_CODES, Batch, ShardFiles, open_dataset, write_dataset
 from lcz_core.errors import LczError
 from lcz_core.lcz import code_from_text
 
@@ -52,8 +52,9 @@ def test_written_dataset_reads_back_identically(tmp_path):
     expected = list(_batches(3, 5))
     ds = open_dataset(folder)
     assert len(ds) == 15 and ds.kind == "patches"
-    assert ds.x.shape == (15, 3, 4, 4) and ds.x.dtype == np.float32
-    np.testing.assert_array_equal(ds.x[5:10], expected[1].x)  # NaN compares equal here
+    assert ds.x.shape == (15, 3, 4, 4) and ds.x.dtype == np.float16
+    np.testing.assert_array_equal(ds.x[5:10], expected[1].x.astype(np.float16))  # NaN too
+    np.testing.assert_allclose(ds.x[5:10], expected[1].x, rtol=2**-11)
     np.testing.assert_array_equal(ds.y[:], np.concatenate([b.y for b in expected]))
     np.testing.assert_array_equal(ds.city[:], [0] * 5 + [1] * 5 + [0] * 5)
     np.testing.assert_array_equal(ds.centre_x[10:], expected[2].centre_x)
@@ -108,3 +109,58 @@ def test_bad_batch_shape_refused(tmp_path):
     batch.x = batch.x[:, :2]
     with pytest.raises(ValueError, match="expected"):
         write_dataset(tmp_path / "ds", [batch], _manifest())
+
+
+def test_samples_are_stored_one_chunk_each_and_read_in_any_order(tmp_path):
+    for kind in ("patches", "tiles"):
+        write_dataset(tmp_path / kind, _batches(3, 50, kind), _manifest(kind))
+        ds = open_dataset(tmp_path / kind)
+        assert ds.x.chunks == (1, 3, 4, 4) and ds.x.shards[0] == ds.block > 1
+        assert ShardFiles.of(ds.x) is not None  # read straight from the shard files
+        assert (tmp_path / kind / "data.zarr" / "x" / "c").is_dir()
+        expected = list(_batches(3, 50, kind))
+        all_x = np.concatenate([b.x for b in expected]).astype(np.float16).astype(np.float32)
+        all_y = np.concatenate([b.y for b in expected])
+        chosen = np.array([0, 3, 4, 5, 49, 50, 51, 149])  # runs, singles, shard borders
+        x, y = ds.read(chosen)
+        assert x.dtype == np.float32 and x.shape == (8, 3, 4, 4)
+        np.testing.assert_array_equal(x, all_x[chosen])
+        np.testing.assert_array_equal(y, all_y[chosen])
+        assert ds.read(np.array([], np.int64))[0].shape == (0, 3, 4, 4)
+        held = open_dataset(tmp_path / kind).load()  # the same samples, held in memory
+        assert isinstance(held.x, np.ndarray)
+        for got, want in zip(held.read(chosen), (x, y), strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_embeddings_beyond_float16_are_refused(tmp_path):
+    batch = next(_batches(1, 4))
+    batch.x[2, 1, 0, 0] = 70_000.0  # float16 reaches 65504
+    with pytest.raises(LczError, match="reach 70000.*rescale") as error:
+        write_dataset(tmp_path / "ds", [batch], _manifest())
+    assert error.value.parameter == "embeddings"
+    assert not (tmp_path / "ds").exists()
+    batch.x[2, 1, 0, 0] = np.inf  # an infinite value stays what it was
+    write_dataset(tmp_path / "ds", [batch], _manifest())
+    assert np.isinf(open_dataset(tmp_path / "ds").x[2, 1, 0, 0])
+
+
+def test_shard_files_read_what_zarr_reads(tmp_path):
+    batches = list(_batches(2, 40, "tiles"))
+    batches[1].x[5:40] = np.nan  # samples that are all fill value: chunks zarr does not write
+    manifest = {**_manifest("tiles"), "band_names": BANDS}
+    write_dataset(tmp_path / "ds", batches, manifest)
+    ds = open_dataset(tmp_path / "ds")
+    chosen = np.array([0, 1, 39, 40, 44, 45, 46, 79])
+    for array in (ds.x, ds.y):
+        files = ShardFiles.of(array)
+        assert files is not None
+        out = np.empty((len(chosen), *array.shape[1:]), array.dtype)
+        files.read(chosen, out)
+        np.testing.assert_array_equal(out, np.stack([array[int(i)] for i in chosen]))
+    x = ds.read(chosen)[0]
+    assert np.isnan(x[5:]).all() and not np.isnan(x[4]).all()  # 45 on: never written
+    zarr = pytest.importorskip("zarr")
+    group = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    plain = group.create_array("x", shape=(4, 3), chunks=(2, 3), dtype="float32")  # zstd
+    assert ShardFiles.of(plain) is None

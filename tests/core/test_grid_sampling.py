@@ -344,7 +344,8 @@ def test_berlin_patches_carry_the_polygon_class(real_data, tmp_path):
             assert shares[best] >= 0.5 and int(polygons.Name[best]) == ds.y[i]
             row, col = raw.index(x - 155, y + 155)  # upper-left pixel of the patch
             window = Window(col, row, 32, 32)
-            np.testing.assert_array_equal(ds.x[i], raw.read(window=window).astype(np.float32))
+            # stored as float16: the DN to 11 significant bits
+            np.testing.assert_array_equal(ds.x[i], raw.read(window=window).astype(np.float16))
     assert result["rare_classes"]["val"] == [
         c for c in ("2", "5") if result["class_counts"]["val"].get(c, 0) < 3
     ]

@@ -324,23 +324,32 @@ def test_predict_refuses_bad_batch_sizes_and_empty_maps(tmp_path, model_metadata
 
 
 @LINUX
-def test_training_refuses_a_dataset_larger_than_memory(tmp_path):
+def test_training_reads_a_dataset_larger_than_memory_and_refuses_oversized_batches(tmp_path):
     folder = tmp_path / "big"
-    n, bands, size = 20_000, 64, 32  # 5.2 GB as float32; NaN chunks cost nothing on disk
+    n, bands, size = 5_000, 64, 32  # 1.3 GB as float32 (the layout of earlier datasets); NaN
+    # chunks cost nothing on disk
     group = zarr.open_group(str(folder / "data.zarr"), mode="w")
     group.create_array("x", shape=(n, bands, size, size), chunks=(64, bands, size, size),
                        dtype="float32", fill_value=float("nan"))  # fmt: skip
     for name, dtype in (("y", "uint8"), ("split", "uint8"), ("city", "uint16")):
         group.create_array(name, shape=(n,), chunks=(n,), dtype=dtype, fill_value=0)
+    group["y"][:] = 3
+    group["split"][::10] = 1  # validation samples
     for name in ("centre_x", "centre_y"):
         group.create_array(name, shape=(n,), chunks=(n,), dtype="float64", fill_value=0)
     manifest = {**dataset_manifest(bands, size), "format_version": 1, "band_count": bands}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     code = f"lcz_core.train.train({str(folder)!r}, {str(tmp_path / 'run')!r})"
-    outcome = run_limited(code, budget_gib=1.5)
+    # read through within 1 GB: the training samples turn out to hold no value
+    outcome = run_limited(code, budget_gib=1.0)
     assert outcome.get("parameter") == "dataset", outcome
+    assert "training samples hold no embedding value" in outcome["message"], outcome
+    config = "lcz_core.train.TrainConfig(batch_size=200_000)"
+    code = f"lcz_core.train.train({str(folder)!r}, {str(tmp_path / 'run')!r}, {config})"
+    outcome = run_limited(code, budget_gib=1.0)
+    assert outcome.get("parameter") == "batch_size", outcome
     needed = float(outcome["message"].split("needs about ")[1].split(" GiB")[0])
-    assert needed >= n * bands * size * size * 4 / 2**30, outcome["message"]
+    assert needed >= 200_000 * bands * size * size * 4 / 2**30, outcome["message"]
     assert not (tmp_path / "run").exists()
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,8 @@ from lcz_core.train import (
 )
 
 pytestmark = pytest.mark.slow
-FAST = {"epochs": 12, "batch_size": 16, "seed": 0}
+# one training thread leaves a core of two to a loader worker
+FAST = {"epochs": 12, "batch_size": 16, "seed": 0, "threads": 1}
 
 
 def make_demo_dataset(demo_city, folder, kind: str):
@@ -100,14 +104,16 @@ class ThreadsSeen(Progress):
 
 def test_rerunning_the_experiment_file_gives_identical_weights_and_metrics(patch_run, tmp_path):
     dataset, output, config = read_experiment(patch_run["experiment"])
-    used = torch.get_num_threads()  # threads = 0 ran with torch's count: the file records it
-    assert output.name == "patch" and config == TrainConfig(**{**FAST, "threads": used})
-    assert read_model_metadata(patch_run["model"])["config"]["threads"] == used
-    other = 1 if used > 1 else 2  # the rerun sets the recorded count, whatever the process has
+    assert output.name == "patch" and config == TrainConfig(**FAST)
+    used = config.threads
+    assert config.loader_workers == 2  # the run read its batches in worker processes
+    other = used + 1  # the rerun sets the recorded count, whatever the process has
     torch.set_num_threads(other)
     seen = ThreadsSeen()
+    # read by the training process itself, from the dataset held in memory: the same run
+    held = open_dataset(dataset).load()
     try:
-        again = train(dataset, tmp_path / "again", config, seen)
+        again = train(held, tmp_path / "again", replace(config, loader_workers=0), seen)
         assert seen.threads == {used} and torch.get_num_threads() == other
     finally:
         torch.set_num_threads(used)
@@ -147,14 +153,14 @@ class CancelAt(Progress):
 
     def __init__(self, marker: str) -> None:
         super().__init__()
-        self.marker = marker
+        self.marker, self.children = marker, 0
 
     def log(self, message: str) -> None:
-        if self.marker in message:
-            self.cancel()
+        self._emit(0.0, message)
 
     def _emit(self, percent: float, message: str | None) -> None:
         if message and self.marker in message:
+            self.children = len(multiprocessing.active_children())  # loader workers then
             self.cancel()
 
 
@@ -166,9 +172,12 @@ def test_cancel_leaves_nothing_and_keeps_the_earlier_run(patch_dataset, patch_ru
         target = run / Path(patch_run[key]).name
         target.write_bytes(Path(patch_run[key]).read_bytes())
         before[target.name] = target.read_bytes()
-    config = TrainConfig(epochs=5, batch_size=16, patience=5)
+    config = TrainConfig(epochs=5, batch_size=16, patience=5, threads=1)
+    progress = CancelAt("epoch 1/5:")  # logged at its end: cancelled in epoch 2
     with pytest.raises(Cancelled):
-        train(patch_dataset, run, config, CancelAt("epoch 1/5:"), overwrite=True)  # in epoch 2
+        train(patch_dataset, run, config, progress, overwrite=True)
+    assert progress.children == min(2, len(os.sched_getaffinity(0)) - 1)  # a core each
+    assert not multiprocessing.active_children()  # the loader's workers are gone
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert not list(tmp_path.glob(".*partial*"))
     with pytest.raises(Cancelled):  # a new folder: nothing appears, not even experiment.toml
@@ -177,25 +186,22 @@ def test_cancel_leaves_nothing_and_keeps_the_earlier_run(patch_dataset, patch_ru
 
 
 def test_class_weights():
-    counts, weights = class_weights(np.array([1, 1, 1, 2], np.uint8), "balanced")
-    assert counts[0] == 3 and counts[1] == 1 and counts[2:].sum() == 0
+    weights = class_weights(np.array([3, 1] + [0] * 15), "balanced")
     np.testing.assert_allclose(weights[:2], [4 / 6, 2.0])
     assert np.all(weights[2:] == 0)  # absent classes
     np.testing.assert_allclose(
-        class_weights(np.array([1, 1, 1, 2]), "sqrt")[1][:2], [(2 / 3) ** 0.5, 2**0.5]
+        class_weights(np.array([3, 1] + [0] * 15), "sqrt")[:2], [(2 / 3) ** 0.5, 2**0.5]
     )
-    np.testing.assert_allclose(class_weights(np.array([1, 1, 1, 2]), "none")[1][:2], [1, 1])
-    # tiles: unlabelled pixels (0) do not count
-    assert class_weights(np.array([[0, 0], [3, 3]]), "none")[0][2] == 2
+    np.testing.assert_allclose(class_weights(np.array([3, 1] + [0] * 15), "none")[:2], [1, 1])
 
 
 def test_training_batch_turns_pixels_and_labels_together():
     y = np.tile(np.arange(1, 17, dtype=np.uint8).reshape(1, 4, 4), (8, 1, 1))
-    x = np.stack([y, -y.astype(np.float32)], axis=-1).astype(
+    x = np.stack([y, -y.astype(np.float32)], axis=1).astype(
         np.float32
-    )  # channels last: band 0 = label, 1 = -label
-    chosen, ops = np.array([3, 0, 1, 2, 4, 5, 6, 7]), np.arange(8)
-    xb, targets = training_batch(x, y, chosen, ops)
+    )  # band 0 = label, 1 = -label
+    ops = np.arange(8)
+    xb, targets = training_batch(x, y, ops)
     assert xb.shape == (8, 2, 4, 4) and xb.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(xb[:, 0], (targets + 1).float()) and torch.equal(xb[:, 1], -xb[:, 0])
     assert len({tuple(t.flatten().tolist()) for t in targets}) == 8  # all 8 symmetries
@@ -203,8 +209,8 @@ def test_training_batch_turns_pixels_and_labels_together():
     assert torch.equal(targets[1] + 1, torch.from_numpy(np.rot90(y[0]).copy()).long())
     assert torch.equal(targets[4] + 1, torch.from_numpy(y[0, :, ::-1].copy()).long())
     # patch labels (one per sample) stay with their sample; unlabelled 0 becomes -1
-    xp, tp = training_batch(x, np.array([5, 0, 7, 9, 1, 2, 3, 4], np.uint8), chosen, ops)
-    assert tp.tolist() == [8, 4, -1, 6, 0, 1, 2, 3] and torch.equal(xp, xb)
+    xp, tp = training_batch(x, np.array([5, 0, 7, 9, 1, 2, 3, 4], np.uint8), ops)
+    assert tp.tolist() == [4, -1, 6, 8, 0, 1, 2, 3] and torch.equal(xp, xb)
 
 
 def test_bad_settings_name_their_parameter(patch_dataset, tile_dataset, tmp_path):
@@ -369,7 +375,8 @@ def test_validation_loss_is_the_weighted_mean_over_every_labelled_pixel(tmp_path
     targets = val_y.astype(np.int64) - 1
     n, h, w = np.nonzero(targets >= 0)
     nll = -log_p[n, targets[n, h, w], h, w]
-    weights = class_weights(train_y, "sqrt")[1][targets[n, h, w]]
+    counts = np.bincount(train_y.ravel(), minlength=18)[1:]
+    weights = class_weights(counts, "sqrt")[targets[n, h, w]]
     assert weights.min() == 0 and weights.max() > 0  # LCZ 14 weighs nothing
     assert logged == pytest.approx((weights * nll).sum() / weights.sum(), abs=2e-6)
 
@@ -397,9 +404,12 @@ def test_a_run_logs_one_line_per_epoch(tmp_path):
     folder = write_samples(tmp_path / "ds", y[:40], y[40:], bands=1024)
     assert open_dataset(folder).x.chunks[0] < 40  # read in several blocks
     recorder = Recorder()
-    config = TrainConfig(epochs=3, batch_size=4, width=4, patience=3, threads=1)
+    config = TrainConfig(epochs=3, batch_size=4, width=4, patience=3)
     run = train(folder, tmp_path / "run", config, recorder)
     assert run["epochs_run"] == 3
+    used = torch.get_num_threads()  # threads = 0 ran with torch's count: the run records it
+    assert read_experiment(run["experiment"])[2].threads == used
+    assert read_model_metadata(run["model"])["config"]["threads"] == used
     assert len(recorder.logs) == 3, recorder.logs
     number = r"\d+(\.\d+)?"
     for epoch, line in enumerate(recorder.logs, 1):
