@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import LczError
 from .lcz import CLASS_BY_CODE, LCZ_CLASSES, NODATA, NUM_CLASSES
+from .spec import TEMPORARY_FOLDER_ENV
 
 LCZ_PROFILE = {
     "driver": "GTiff",
@@ -60,6 +61,15 @@ def check_writable(path: str | os.PathLike, parameter: str = "output") -> Path:
 
 # A partial output is named `.<name>.partial-<pid>-<token><suffix>`: the pid tells a later run
 # whether its maker is still writing it or died (a hard kill leaves it behind).
+def temporary_folder_holding(path: str | os.PathLike) -> Path | None:
+    """The application's temporary folder (TEMPORARY_FOLDER_ENV) when it holds `path`, else None."""
+    folder = os.environ.get(TEMPORARY_FOLDER_ENV)
+    if not folder:
+        return None
+    folder = Path(folder).resolve()
+    return folder if Path(path).resolve().is_relative_to(folder) else None
+
+
 PARTIAL = re.compile(r"\.(?P<stem>.+)\.partial-(?P<pid>\d+)-[0-9a-f]+(?P<rest>.*)")
 
 

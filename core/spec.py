@@ -30,6 +30,9 @@ RESULT_KINDS = ("number", "string", "json", "file", "html", "folder", "raster", 
 SIDECAR_SUFFIXES = (".qml", ".aux.xml", ".ovr")
 # Inputs read as layers: the style and GDAL metadata beside one are the user's too.
 LAYER_KINDS = ("raster", "vector", "embeddings", "labels")
+# the environment variable naming where the application running a step keeps the outputs it was
+# not given a path for (QGIS sets it for its workers)
+TEMPORARY_FOLDER_ENV = "LCZ_TEMPORARY_FOLDER"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import math
 import os
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from .models import (
     save_model,
     working_bytes,
 )
-from .outputs import atomic_folder, write_text_atomic
+from .outputs import atomic_folder, temporary_folder_holding, write_text_atomic
 from .progress import Progress, SubProgress
 from .steps.modelling import TRAINING_OPTIONS
 
@@ -127,9 +127,13 @@ def read_experiment(path: str | os.PathLike) -> tuple[Path, Path, TrainConfig]:
 
 
 def experiment_toml(
-    dataset: str | os.PathLike, output: str | os.PathLike, config: TrainConfig
+    dataset: str | os.PathLike,
+    output: str | os.PathLike,
+    config: TrainConfig,
+    warnings: Sequence[str] = (),
 ) -> str:
-    """The text of an experiment file for a run (absolute paths, all settings spelled out)."""
+    """The text of an experiment file for a run (absolute paths, all settings spelled out),
+    `warnings` about rerunning it as comments."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -140,6 +144,7 @@ def experiment_toml(
 
     lines = [
         f"# rerun: python -m lcz_core {TRAIN_COMMANDS[config.task]} --experiment <this file>",
+        *(f"# warning: {warning}" for warning in warnings),
         f"dataset = {value(str(Path(dataset).resolve()))}",
         f"output = {value(str(Path(output).resolve()))}",
         "",
@@ -511,6 +516,18 @@ def _open_training_data(
     return data
 
 
+def _rerun_warnings(data: PatchDataset) -> list[str]:
+    """What could keep the run's experiment file from rerunning: a dataset in a temporary folder."""
+    temporary = temporary_folder_holding(data.folder)
+    if temporary is None:
+        return []
+    return [
+        f"the dataset {data.folder} lies in {temporary}, a temporary folder deleted when QGIS "
+        "(or qgis_process) closes: experiment.toml reruns only while it exists; to keep it, give "
+        "the dataset output of Sample patches a folder of your own"
+    ]
+
+
 def _prepare_splits(
     data: PatchDataset, progress: Progress
 ) -> tuple[dict[str, Split], dict, list[str]]:
@@ -709,8 +726,12 @@ def train(
         BatchLoader(config) as batches,
     ):
         paths = {key: tmp / name for key, name in RUN_FILES.items()}
-        write_text_atomic(paths["experiment"], experiment_toml(data.folder, run, config))
+        rerun_warnings = _rerun_warnings(data)
+        write_text_atomic(
+            paths["experiment"], experiment_toml(data.folder, run, config, rerun_warnings)
+        )
         splits, normalisation, warnings = _prepare_splits(data, SubProgress(progress, 0, 5))
+        warnings = rerun_warnings + warnings
         counts = splits["train"].labels[1 : NUM_CLASSES + 1]
         metadata = _model_metadata(data, config, splits["train"], normalisation, counts)
         fit = _build_fit(

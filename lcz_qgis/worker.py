@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from qgis.core import QgsProcessingException
+from qgis.core import QgsProcessingException, QgsProcessingUtils
 
 from .core_path import CORE_PATH
 
@@ -67,10 +67,15 @@ def worker_python():
 
 
 def worker_environment():
-    """The worker's environment: the plugin's core first on the path, no inherited PYTHONHOME."""
+    """The worker's environment: the plugin's core first on the path, no inherited PYTHONHOME,
+    QGIS's temporary folder named."""
+    from lcz_core.spec import TEMPORARY_FOLDER_ENV
+
     env = {k: v for k, v in os.environ.items() if k != "PYTHONHOME"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CORE_PATH), env.get("PYTHONPATH")]))
     env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", MPLBACKEND="Agg")
+    # outputs left temporary go there; the core warns where that matters (a rerun's dataset)
+    env[TEMPORARY_FOLDER_ENV] = QgsProcessingUtils.tempFolder()
     return env
 
 

@@ -420,3 +420,24 @@ def test_a_run_logs_one_line_per_epoch(tmp_path):
         ), line
     assert recorder.messages == ["reading the dataset", "training", "done"]
     assert recorder.reports >= 3 * 10  # the bar still moves batch by batch
+
+
+def test_a_dataset_in_the_temporary_folder_is_named_in_the_experiment_file(tmp_path, monkeypatch):
+    """QGIS names its temporary folder; a run on a dataset left there says its rerun needs it."""
+    from lcz_core.spec import TEMPORARY_FOLDER_ENV
+
+    y = np.array([2, 6], np.uint8)[np.arange(20) % 2]
+    temporary = tmp_path / "processing_x"
+    temporary.mkdir()
+    monkeypatch.setenv(TEMPORARY_FOLDER_ENV, str(temporary))
+    config = TrainConfig(epochs=1, batch_size=4, width=4, threads=1, loader_workers=0)
+    kept = train(write_samples(tmp_path / "kept", y[:16], y[16:]), tmp_path / "a", config)
+    assert kept["warnings"] == [] and "warning" not in Path(kept["experiment"]).read_text()
+
+    dataset = write_samples(temporary / "dataset", y[:16], y[16:])
+    run = train(dataset, tmp_path / "b", config)
+    (warning,) = run["warnings"]
+    assert f"{dataset} lies in {temporary}, a temporary folder" in warning
+    text = Path(run["experiment"]).read_text()
+    assert f"# warning: {warning}" in text.splitlines()
+    assert read_experiment(run["experiment"]) == (dataset, tmp_path / "b", config)

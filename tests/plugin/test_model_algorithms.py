@@ -35,6 +35,33 @@ def test_training_writes_a_run_folder(trained):
     metrics = json.loads(run["METRICS"])
     assert set(metrics) >= {"val", "test"} and run["TEST_OA"] == metrics["test"]["oa"]
     assert 1 <= run["BEST_EPOCH"] <= 4
+    assert "warning" not in (folder / "run" / "experiment.toml").read_text()
+
+
+def test_training_on_a_temporary_dataset_says_its_rerun_needs_it(lcz_provider, demo_city, tmp_path):
+    """A dataset output left temporary (as in a model) lies in QGIS's temporary folder."""
+    import processing
+    from qgis.core import QgsProcessingFeedback, QgsProcessingUtils
+
+    dataset = processing.run(
+        "lcz:samplepatches",
+        {
+            "EMBEDDINGS": str(demo_city.embeddings_tif),
+            "LABELS": str(demo_city.labels),
+            "OUTPUT": "TEMPORARY_OUTPUT",
+        },
+    )["OUTPUT"]
+    assert dataset.startswith(QgsProcessingUtils.tempFolder())
+    feedback = QgsProcessingFeedback()
+    processing.run(
+        "lcz:trainpatchclassifier",
+        {"DATASET": dataset, "EPOCHS": 1, "OUTPUT": str(tmp_path / "run")},
+        feedback=feedback,
+    )
+    text = (tmp_path / "run" / "experiment.toml").read_text()
+    warning = f"{dataset} lies in {QgsProcessingUtils.tempFolder()}, a temporary folder deleted"
+    assert f"# warning: the dataset {warning}" in text
+    assert warning in feedback.textLog()
 
 
 def test_evaluate_writes_report_with_baseline(trained):
