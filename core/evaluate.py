@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import checks
 from .choices import EVALUATION_SPLITS
 from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
@@ -37,7 +38,7 @@ from .metrics import (
     plot_confusion,
     summary,
 )
-from .models import LczModel, load_model, pick_device
+from .models import LczModel, load_model, pick_device, torch_threads
 from .outputs import atomic_folder, write_text_atomic
 from .progress import Progress, SubProgress
 
@@ -143,6 +144,7 @@ def evaluate_model(
     cities: list[str] | None = None,
     batch_size: int = 256,
     device: str = "auto",
+    threads: int = 0,
     bootstrap_draws: int = 1000,
     seed: int = 0,
     progress: Progress | None = None,
@@ -165,6 +167,7 @@ def evaluate_model(
             f"{bootstrap_draws} draws; give 0 (no intervals) to {MAX_BOOTSTRAP_DRAWS} "
             "(1000 is plenty for 90% intervals)",
         )
+    checks.integer(threads, "threads", "threads", 0)
     loaded = load_model(model)
     run_on = pick_device(device)
     loaded.network.to(run_on)
@@ -174,11 +177,12 @@ def evaluate_model(
 
     blocks: dict[tuple[int, str, int], np.ndarray] = {}
     block_cells = []
-    for i, dataset in enumerate(datasets):
-        sub = SubProgress(progress, 90.0 * i / len(datasets), 90.0 * (i + 1) / len(datasets))
-        found, cells = _predict_dataset(loaded, dataset, split, cities, batch_size, run_on, sub)
-        blocks.update({(i, name, block): c for (name, block), c in found.items()})
-        block_cells.append(cells)
+    with torch_threads(threads):
+        for i, dataset in enumerate(datasets):
+            sub = SubProgress(progress, 90.0 * i / len(datasets), 90.0 * (i + 1) / len(datasets))
+            found, cells = _predict_dataset(loaded, dataset, split, cities, batch_size, run_on, sub)
+            blocks.update({(i, name, block): c for (name, block), c in found.items()})
+            block_cells.append(cells)
     per_city: dict[str, np.ndarray] = {}
     for (_, name, _), c in blocks.items():
         per_city[name] = per_city.get(name, 0) + c

@@ -7,8 +7,10 @@ and pixel size, training cities, metrics, library versions). Loading it executes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,18 @@ def working_bytes(metadata: dict[str, Any], batch: int, side: int, training: boo
     per_width = {"patch": (4, 25), "segmentation": (10, 35)}[metadata["task"]][training]
     floats = 2 * int(metadata["band_count"]) + per_width * (metadata.get("width") or 64)
     return 4 * batch * side * side * floats
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[int]:
+    """Run the block on `threads` CPU threads (0: torch's choice); yield the count in use."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def pick_device(name: str) -> torch.device:

@@ -33,7 +33,7 @@ from . import checks
 from .errors import LczError
 from .extents import reproject_extent
 from .lcz import CLASS_BY_CODE
-from .models import LczModel, load_model, pick_device, working_bytes
+from .models import LczModel, load_model, pick_device, torch_threads, working_bytes
 from .outputs import LczRasterWriter, atomic_path, overview_factors
 from .progress import Progress
 from .rasters import CroppedSource, EmbeddingSource, crop_to_extent, open_source
@@ -249,6 +249,7 @@ def predict_raster(
     variant: str = "auto",
     batch_size: int = 256,
     device: str = "auto",
+    threads: int = 0,
     progress: Progress | None = None,
     part: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
@@ -258,6 +259,7 @@ def predict_raster(
     see `cluster`); an empty band writes nothing and returns {"output": None}."""
     progress = progress or Progress()
     checks.integer(batch_size, "batch_size", "batch_size", 1)
+    checks.integer(threads, "threads", "threads", 0)
     if stride is not None:
         checks.integer(stride, "stride", "stride", 1)
     if extent is not None:
@@ -270,6 +272,7 @@ def predict_raster(
     loaded.network.to(run_on)
     with contextlib.ExitStack() as stack:
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+        stack.enter_context(torch_threads(threads))
         source = stack.enter_context(
             open_source(
                 embeddings,

@@ -41,6 +41,7 @@ from .models import (
     pick_device,
     prepare_inputs,
     save_model,
+    torch_threads,
     working_bytes,
 )
 from .outputs import atomic_folder, temporary_folder_holding, write_text_atomic
@@ -168,16 +169,13 @@ def _deterministic(config: TrainConfig) -> Iterator[TrainConfig]:
 
     Yields the config with the thread count torch uses (bit-exact reruns need the same)."""
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
     torch.manual_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     try:
-        yield replace(config, threads=torch.get_num_threads())
+        with torch_threads(config.threads) as threads:
+            yield replace(config, threads=threads)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
-        torch.set_num_threads(threads)
 
 
 @dataclass

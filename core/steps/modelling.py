@@ -16,6 +16,10 @@ DEVICE = Param(
     "device", "enum", "Device", "auto: a GPU when present", default="auto", choices=DEVICES,
     advanced=True,
 )  # fmt: skip
+THREADS = Param(
+    "threads", "int", "CPU threads", "0: torch's choice; 1 is faster beside a busy desktop",
+    default=0, minimum=0, maximum=1024, advanced=True,
+)  # fmt: skip
 MODEL = Param("model", "file", "Model file", file_filter="Models (*.safetensors)")
 
 
@@ -190,6 +194,7 @@ EVALUATE_MODEL = Step(
         ),
         Param("batch_size", "int", "Batch size", default=256, minimum=1, maximum=65_536, advanced=True),
         DEVICE,
+        THREADS,
         Param("output", "output_folder", "Report folder"),
     ),
     (
@@ -236,6 +241,7 @@ PREDICT = Step(
         ),
         Param("batch_size", "int", "Batch size", "patches per batch", default=256, minimum=1, maximum=65_536, advanced=True),
         DEVICE,
+        THREADS,
         *CLUSTER,
         Param("output", "output_raster", "Predicted LCZ map"),
         Param(

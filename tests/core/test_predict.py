@@ -308,3 +308,24 @@ def test_reading_ahead_yields_the_same_windows_in_order(demo_city):
     np.testing.assert_array_equal(first[2], inline[0][2])
     assert set(threads[:6]) == {"MainThread"}
     assert all(name.startswith("lcz-read") for name in threads[6:]) and len(threads) == 6 + 2 + 6
+
+
+def test_threads_set_torch_for_the_run_only(demo_city, tmp_path, random_model):
+    """Beside a busy desktop one thread is faster: the run uses the count given, then restores."""
+    model = random_model(tmp_path / "m.safetensors", "patch")
+    before = torch.get_num_threads()
+
+    class ThreadsSeen(Progress):
+        seen: set[int] = set()
+
+        def _emit(self, percent, message):
+            if message and message.startswith("block "):
+                self.seen.add(torch.get_num_threads())
+
+    progress = ThreadsSeen()
+    predict_raster(
+        model, demo_city.embeddings_tif, tmp_path / "lcz.tif", threads=before + 1, progress=progress
+    )
+    assert progress.seen == {before + 1} and torch.get_num_threads() == before
+    with pytest.raises(LczError, match="threads"):
+        predict_raster(model, demo_city.embeddings_tif, tmp_path / "x.tif", threads=-1)
