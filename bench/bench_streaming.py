@@ -31,51 +31,22 @@ from pathlib import Path
 
 import numpy as np
 
-BANDS = 128
-PATCH = 32
+from bench.bench_training import BANDS, PATCH, THREADS, write_bench_dataset
+
 WORKERS = 2
-THREADS = 2
 RSS_TARGET_GB = 3.0
 SPEED_TARGET = 0.8
 
 
 def bench_dataset(n: int) -> Path:
     """The cached benchmark dataset of n patches (90% train, 10% validation)."""
-    from lcz_core.datasets import Batch, write_dataset
-
     folder = Path(os.environ.get("LCZ_BENCH_CACHE", Path.home() / ".cache" / "lcz_qgis" / "bench"))
     path = folder / f"patches_{n}_{BANDS}b"
     if (path / "manifest.json").is_file():
         return path
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    pattern = rng.normal(size=(512, BANDS, PATCH, PATCH)).astype(np.float32)
-    n_train = n - max(64, n // 10)
-
-    def batches():  # cheap to make: a shifted pattern plus a class signal
-        for start in range(0, n, 256):
-            k = min(256, n - start)
-            y = rng.integers(1, 18, k).astype(np.uint8)
-            x = np.roll(pattern, start // 256, axis=0)[:k] + y[:, None, None, None] * 0.1
-            split = (np.arange(start, start + k) >= n_train).astype(np.uint8)
-            zeros = np.zeros(k)
-            yield Batch(x, y, split, zeros.astype(np.uint16), zeros, zeros)
-
-    manifest = {
-        "kind": "patches",
-        "patch_size": PATCH,
-        "pixel_size": 10.0,
-        "band_names": [f"E{i:03d}" for i in range(BANDS)],
-        "embedding_source": "benchmark pattern embeddings",
-        "cities": ["bench"],
-        "crs": "EPSG:32633",
-        "seed": 0,
-        "split_method": "random",
-        "split_fractions": [0.9, 0.1, 0.0],
-        "buffer_m": 0.0,
-    }
-    write_dataset(path, batches(), manifest, expected=n)
-    return path
+    n_val = max(64, n // 10)
+    return write_bench_dataset(path, n - n_val, n_val)
 
 
 RUN = """
