@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checks
+from . import checks, html_table
 from .choices import EVALUATION_SPLITS
 from .datasets import SPLIT_CODES, PatchDataset, open_dataset
 from .errors import LczError
@@ -272,14 +272,6 @@ def evaluate_model(
     }
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "&ndash;"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return html.escape(str(value))
-
-
 def _interval(bounds: list[float] | None) -> str:
     return "&ndash;" if bounds is None else f"{bounds[0]:.3f}&ndash;{bounds[1]:.3f}"
 
@@ -287,14 +279,8 @@ def _interval(bounds: list[float] | None) -> str:
 def _with_interval(value: Any, intervals: dict | None, key: str) -> str:
     """A value with its interval below it, small."""
     if not intervals:
-        return _fmt(value)
-    return f"{_fmt(value)}<br><small>{_interval(intervals.get(key))}</small>"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+        return html_table.cell(value)
+    return f"{html_table.cell(value)}<br><small>{_interval(intervals.get(key))}</small>"
 
 
 def report_html(
@@ -303,13 +289,20 @@ def report_html(
     """A self-describing HTML page of an evaluation (images referenced beside it)."""
     m, intervals, boot = record["metrics"], record["intervals"], record["bootstrap"]
     level = f"{100 * boot['level']:g}%"
-    overall = _table(
+    overall = html_table.table(
         ["measure", "value", f"{level} interval", "definition"],
-        [["samples", _fmt(m["n"]), "", "reference samples with a prediction (pixels for tiles)"]]
+        [
+            [
+                "samples",
+                html_table.cell(m["n"]),
+                "",
+                "reference samples with a prediction (pixels for tiles)",
+            ]
+        ]
         + [
             [
                 MEASURE_LABELS[k],
-                _fmt(m[k]),
+                html_table.cell(m[k]),
                 _interval(intervals[k]) if intervals else "&ndash;",
                 html.escape(MEASURE_DEFINITIONS[k]),
             ]
@@ -318,35 +311,39 @@ def report_html(
         + [
             [
                 "majority-class OA",
-                _fmt(record["majority_baseline_oa"]),
+                html_table.cell(record["majority_baseline_oa"]),
                 "",
                 "OA of always answering the most frequent class of the training data",
             ]
         ],
     )
     labels = [MEASURE_LABELS[k] for k in MEASURES]
-    cities = _table(
+    cities = html_table.table(
         ["city", "in training", "samples", *labels],
         [
-            [_fmt(name), "yes" if v["seen_in_training"] else "no (transfer)", _fmt(v["n"])]
+            [
+                html_table.cell(name),
+                "yes" if v["seen_in_training"] else "no (transfer)",
+                html_table.cell(v["n"]),
+            ]
             + [_with_interval(v[k], v["intervals"], k) for k in MEASURES]
             for name, v in record["per_city"].items()
         ],
     )
     f1_intervals = intervals["per_class_f1"] if intervals else {}
-    classes = _table(
+    classes = html_table.table(
         ["LCZ", "name", "reference", "predicted", "producer's acc.", "user's acc.", "F1"]
         + ([f"F1 {level} interval"] if intervals else []),
         [
             [
                 f'<span class="swatch" style="background:{CLASS_BY_CODE[code].color}"></span>'
                 f"{CLASS_BY_CODE[code].short}",
-                _fmt(CLASS_BY_CODE[code].name),
-                _fmt(c["support"]),
-                _fmt(c["predicted"]),
-                _fmt(c["producer_accuracy"]),
-                _fmt(c["user_accuracy"]),
-                _fmt(c["f1"]),
+                html_table.cell(CLASS_BY_CODE[code].name),
+                html_table.cell(c["support"]),
+                html_table.cell(c["predicted"]),
+                html_table.cell(c["producer_accuracy"]),
+                html_table.cell(c["user_accuracy"]),
+                html_table.cell(c["f1"]),
             ]
             + ([_interval(f1_intervals.get(str(code)))] if intervals else [])
             for code, c in m["per_class"].items()
@@ -374,18 +371,24 @@ quartiles, whiskers the {level} interval, diamonds mark the values above.</p>{fe
     else:
         uncertainty = "<p>No intervals: the bootstrap was switched off (bootstrap_draws 0).</p>"
     model_rows = [
-        ["architecture", _fmt(f"{metadata['task']}: {metadata['architecture']}")],
-        ["embeddings", _fmt(f"{metadata['embedding_source']} ({metadata['band_count']} bands)")],
-        ["patch / pixel size", _fmt(f"{metadata['patch_size']} px / {metadata['pixel_size']}")],
-        ["training cities", _fmt(", ".join(metadata.get("training_cities", [])))],
-        ["best epoch", _fmt(metadata.get("epoch"))],
-        ["model file", _fmt(record["model"])],
-        ["datasets", _fmt(", ".join(record["datasets"]))],
-        ["split", _fmt(record["split"])],
+        ["architecture", html_table.cell(f"{metadata['task']}: {metadata['architecture']}")],
+        [
+            "embeddings",
+            html_table.cell(f"{metadata['embedding_source']} ({metadata['band_count']} bands)"),
+        ],
+        [
+            "patch / pixel size",
+            html_table.cell(f"{metadata['patch_size']} px / {metadata['pixel_size']}"),
+        ],
+        ["training cities", html_table.cell(", ".join(metadata.get("training_cities", [])))],
+        ["best epoch", html_table.cell(metadata.get("epoch"))],
+        ["model file", html_table.cell(record["model"])],
+        ["datasets", html_table.cell(", ".join(record["datasets"]))],
+        ["split", html_table.cell(record["split"])],
     ]
     images = f'<img src="{html.escape(paths["confusion_png"].name)}" alt="confusion matrix">'
     images += "".join(
-        f'<h3>{_fmt(name)}</h3><img src="{html.escape(Path(p).name)}" alt="{_fmt(name)}">'
+        f'<h3>{html_table.cell(name)}</h3><img src="{html.escape(Path(p).name)}" alt="{html_table.cell(name)}">'
         for name, p in city_plots.items()
     )
     return f"""<!DOCTYPE html>
@@ -403,7 +406,7 @@ img {{ max-width: 100%; }}
 .warning {{ color: #a00000; }}
 </style></head><body>
 <h1>LCZ model evaluation</h1>
-{_table(["", ""], model_rows)}
+{html_table.table(["", ""], model_rows)}
 <h2>Overall</h2>
 {overall}
 <p>Rows of the confusion matrix are the reference, columns the prediction. OA_w weights: the LCZ

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import html_table
 from .experiments import ALL_CITIES, OTHER_CITIES, folder_name
 from .lcz import CLASS_BY_CODE
 from .metrics import MEASURE_LABELS, MEASURES
@@ -225,24 +226,10 @@ def _csv(record: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "&ndash;"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return html.escape(str(value))
-
-
 def _with_interval(value: Any, bounds: list[float] | None) -> str:
     if not bounds:
-        return _fmt(value)
-    return f"{_fmt(value)}<br><small>{bounds[0]:.3f}&ndash;{bounds[1]:.3f}</small>"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+        return html_table.cell(value)
+    return f"{html_table.cell(value)}<br><small>{bounds[0]:.3f}&ndash;{bounds[1]:.3f}</small>"
 
 
 def _link(path: str, text: str, folder: Path) -> str:
@@ -264,17 +251,17 @@ def report_html(record: dict[str, Any], folder: Path) -> str:
                 agreement = _agreement(record, r) or {}
                 main_rows.append(
                     [
-                        _fmt(city),
-                        _fmt(r["embedding"]),
-                        _fmt(r["model"]),
-                        _fmt(r["trained_on"]),
-                        _fmt(r["n"]),
+                        html_table.cell(city),
+                        html_table.cell(r["embedding"]),
+                        html_table.cell(r["model"]),
+                        html_table.cell(r["trained_on"]),
+                        html_table.cell(r["n"]),
                         *(_with_interval(r[m], r["intervals"].get(m)) for m in MEASURES),
-                        _fmt(agreement.get("oa")),
+                        html_table.cell(agreement.get("oa")),
                         _link(r["evaluation"], "report", folder),
                     ]
                 )
-    main = _table(
+    main = html_table.table(
         [
             "tested on",
             "embedding",
@@ -288,19 +275,19 @@ def report_html(record: dict[str, Any], folder: Path) -> str:
         main_rows,
     )
     ranking_items = "".join(
-        f"<li>{_fmt(city)}, {_fmt(model)}: "
-        + " &gt; ".join(f"{_fmt(r['embedding'])} ({r['oa']:.3f})" for r in rows)
+        f"<li>{html_table.cell(city)}, {html_table.cell(model)}: "
+        + " &gt; ".join(f"{html_table.cell(r['embedding'])} ({r['oa']:.3f})" for r in rows)
         + "</li>"
         for city, by_model in record["ranking"].items()
         for model, rows in by_model.items()
         if rows
     )
     transfer = "".join(
-        f"<h3>{_fmt(m['embedding'])} / {_fmt(m['model'])}</h3>"
-        + _table(
-            ["trained on \\ tested on", *(_fmt(c) for c in m["columns"])],
+        f"<h3>{html_table.cell(m['embedding'])} / {html_table.cell(m['model'])}</h3>"
+        + html_table.table(
+            ["trained on \\ tested on", *(html_table.cell(c) for c in m["columns"])],
             [
-                [_fmt(row["trained_on"])]
+                [html_table.cell(row["trained_on"])]
                 + [_with_interval(v, b) for v, b in zip(row["oa"], row["intervals"], strict=True)]
                 for row in m["rows"]
             ],
@@ -311,61 +298,67 @@ def report_html(record: dict[str, Any], folder: Path) -> str:
     for city in cities:
         entry = record["maps"][city]
         figures = record["figures"].get(city, {})
-        parts = [f"<h3>{_fmt(city)}</h3>"]
+        parts = [f"<h3>{html_table.cell(city)}</h3>"]
         if entry["note"]:
-            parts.append(f'<p class="note">Reference: {_fmt(entry["note"])}.</p>')
+            parts.append(f'<p class="note">Reference: {html_table.cell(entry["note"])}.</p>')
         elif entry["reference"]:
             parts.append(
-                f"<p>{_fmt(entry['reference_title'].capitalize())}: "
-                f"{_fmt(entry['reference_source'])}.</p>"
+                f"<p>{html_table.cell(entry['reference_title'].capitalize())}: "
+                f"{html_table.cell(entry['reference_source'])}.</p>"
             )
         for key, alt in (("maps", "maps"), ("f1", "per-class F1")):
             if figures.get(key):
-                parts.append(f'<img src="{html.escape(figures[key])}" alt="{alt} of {_fmt(city)}">')
+                parts.append(
+                    f'<img src="{html.escape(figures[key])}" alt="{alt} of {html_table.cell(city)}">'
+                )
         city_sections.append("".join(parts))
     split_rows = [
         [
-            _fmt(city),
-            _fmt(kind),
-            _fmt(", ".join(embeddings)),
+            html_table.cell(city),
+            html_table.cell(kind),
+            html_table.cell(", ".join(embeddings)),
             "yes"
             if found["same_grid"]
-            else "no: " + _fmt("; ".join(", ".join(g) for g in found["grids"])),
-            _fmt(found["cells_compared"]),
+            else "no: " + html_table.cell("; ".join(", ".join(g) for g in found["grids"])),
+            html_table.cell(found["cells_compared"]),
             "the same in every cell compared" if found["cells_compared"] else "&ndash;",
         ]
         for city, kinds in record["splits"].items()
         for kind, found in kinds.items()
     ]
-    runs = _table(
+    runs = html_table.table(
         ["embedding", "model", "trained on", "best epoch", "this time", "run"],
         [
             [
-                _fmt(r["embedding"]),
-                _fmt(r["model"]),
-                _fmt(
+                html_table.cell(r["embedding"]),
+                html_table.cell(r["model"]),
+                html_table.cell(
                     r["trained_on"]
                     if r["trained_on"] != OTHER_CITIES
                     else f"all but {r['tested_on'][0]}"
                 ),
-                _fmt(r["best_epoch"]),
+                html_table.cell(r["best_epoch"]),
                 "kept (done before)" if r["skipped"] else "trained",
                 _link(str(Path(r["folder"]) / "experiment.toml"), "experiment.toml", folder),
             ]
             for r in record["runs"]
         ],
     )
-    warnings = "".join(f"<li>{_fmt(w)}</li>" for w in record["warnings"])
+    warnings = "".join(f"<li>{html_table.cell(w)}</li>" for w in record["warnings"])
     plan = ", ".join(k.replace("_", " ") for k, v in record["plan"].items() if v)
     models = "; ".join(
-        f"{_fmt(name)} ({_fmt(m['task'])}: "
-        + ", ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "task" and v is not None)
+        f"{html_table.cell(name)} ({html_table.cell(m['task'])}: "
+        + ", ".join(
+            f"{k} {html_table.cell(v)}" for k, v in m.items() if k != "task" and v is not None
+        )
         + ")"
         for name, m in record["models"].items()
     )
-    sampling = ", ".join(f"{k} {_fmt(v)}" for k, v in record["sampling"].items() if v is not None)
+    sampling = ", ".join(
+        f"{k} {html_table.cell(v)}" for k, v in record["sampling"].items() if v is not None
+    )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{_fmt(record["title"])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{html_table.cell(record["title"])}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; max-width: 80em; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
@@ -375,9 +368,9 @@ small {{ color: #555; white-space: nowrap; }}
 img {{ max-width: 100%; display: block; margin: 0.5em 0 1.5em; }}
 .note, .warning {{ color: #a00000; }}
 </style></head><body>
-<h1>{_fmt(record["title"])}</h1>
-<p>Cities: {_fmt(", ".join(cities))}. Embeddings: {_fmt(", ".join(embeddings))}. Models: {models}.
-Plan: {_fmt(plan)}. Sampling (the same for every city, embedding and model): {sampling}.
+<h1>{html_table.cell(record["title"])}</h1>
+<p>Cities: {html_table.cell(", ".join(cities))}. Embeddings: {html_table.cell(", ".join(embeddings))}. Models: {models}.
+Plan: {html_table.cell(plan)}. Sampling (the same for every city, embedding and model): {sampling}.
 The whole experiment: {_link(record["experiment"], "experiment.toml", folder)}; the table as
 {_link(str(folder / "report.csv"), "CSV", folder)} and
 {_link(str(folder / "report.json"), "JSON", folder)}.</p>
@@ -404,7 +397,7 @@ an F1 of 0, or the class is not in that test split; patches and tiles hold diffe
 falls in the same split whatever the embedding; checked cell by cell over the cells both hold.
 Patches and tiles share the grid and the settings, but each kind's split is dealt by its own
 samples (a tile needs any label, a patch a majority class).</p>
-{_table(["city", "kind", "embeddings", "same grid", "cells compared", "splits"], split_rows)}
+{html_table.table(["city", "kind", "embeddings", "same grid", "cells compared", "splits"], split_rows)}
 <h2>Runs</h2>
 {runs}
 </body></html>
