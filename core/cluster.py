@@ -6,6 +6,9 @@ sends its windows to the cluster. `predict` sends row bands of the map, each pre
 worker into part files of its own that the run then assembles into the outputs: the same map
 byte for byte as a single-process run. `sample-patches` sends its cities (a large one in windows
 of its samples), whose batches the run then writes in order: the same dataset as without.
+`check-embeddings` sends the blocks of its two passes (`map_blocks`, a few blocks a task, each
+on a source the worker opens again): the run gathers the counts, value ranges, norm samples and
+mask classes in order and writes the reports and the mask itself, the same as without.
 Workers read the inputs and write the parts at the paths the run gives them: on a cluster of
 several machines the inputs and the output folder must be on a file system they all see at the
 same paths. Cancelling the run cancels the tasks not yet done; a LocalCluster is closed, which
@@ -17,9 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,9 @@ POLL_SECONDS = 0.5
 ROWS_PER_WRITE = 256
 # batches of samples a sample-patches task reads: a city, or a window of a large one
 BATCHES_PER_PART = 64
+# windows a task of map_blocks reads (check-embeddings): enough that reopening the source for
+# each stays small beside reading them, few enough that results stay small and tasks balance
+BLOCKS_PER_TASK = 8
 # what an embedding source counts as it reads
 SOURCE_COUNTS = ("masked_pixels", "zero_pixels", "read_pixels")
 
@@ -88,16 +95,27 @@ def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
 def run_tasks(client: Any, futures: list, progress: Progress, what: str) -> list:
     """The results of `futures` in their order, reporting progress as they finish. The first
     failure is raised as it comes; it, or a cancel, cancels the tasks not yet done."""
+    return list(iter_tasks(client, list(futures), progress, what))
+
+
+def iter_tasks(client: Any, futures: list, progress: Progress, what: str) -> Iterator[Any]:
+    """The results of `futures` in their order, each as soon as it and those before it are done,
+    reporting progress as they finish. The first failure is raised as it comes; it, a cancel or
+    leaving the loop early cancels the tasks not yet done. Each future is dropped from the list
+    once its result is out, so that the cluster lets go of it."""
     from distributed import wait
 
+    total, out = len(futures), 0
     try:
         pending, finished = set(futures), -1
         while True:
-            if finished != len(futures) - len(pending):
-                finished = len(futures) - len(pending)
-                progress.report(
-                    100.0 * finished / len(futures), f"{what} {finished}/{len(futures)}"
-                )
+            if finished != total - len(pending):
+                finished = total - len(pending)
+                progress.report(100.0 * finished / total, f"{what} {finished}/{total}")
+            while out < total and futures[out] not in pending:
+                result, futures[out] = futures[out].result(), None
+                out += 1
+                yield result
             if not pending:
                 break
             try:
@@ -108,9 +126,43 @@ def run_tasks(client: Any, futures: list, progress: Progress, what: str) -> list
             for future in done:
                 if future.status == "error":
                     future.result()  # raises the task's error here
-        return [future.result() for future in futures]
     finally:
-        client.cancel(futures)
+        client.cancel([future for future in futures if future is not None])
+
+
+def map_blocks(
+    source: Any,
+    reopen: Callable[[], Any],
+    client: Any,
+    function: Callable[[Any, Any], Any],
+    items: Sequence[Any],
+    progress: Progress,
+    what: str,
+) -> Iterator[Any]:
+    """`function(source, item)` of each of `items`, in order: in this process, or on the
+    cluster's workers given a `client`, in tasks of at most BLOCKS_PER_TASK items (fewer where
+    that leaves a worker under PARTS_PER_WORKER tasks), each on a source of its own from
+    `reopen()`. Progress counts the items here, the tasks there."""
+    if client is None:
+        for i, item in enumerate(items):
+            progress.report(100.0 * i / len(items), f"{what} {i}/{len(items)}")
+            yield function(source, item)
+        return
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    size = max(1, min(BLOCKS_PER_TASK, math.ceil(len(items) / (PARTS_PER_WORKER * workers))))
+    run = uuid.uuid4().hex
+    futures = [
+        client.submit(_map_task, reopen, function, items[i : i + size], key=f"lcz-{run}-{i}")
+        for i in range(0, len(items), size)
+    ]
+    for results in iter_tasks(client, futures, progress, what):
+        yield from results
+
+
+def _map_task(reopen: Callable[[], Any], function: Callable[[Any, Any], Any], items: list) -> list:
+    """`function(source, item)` of each item on the source `reopen()` opens (in a worker)."""
+    with reopen() as source:
+        return [function(source, item) for item in items]
 
 
 def predict_on_cluster(

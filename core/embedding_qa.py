@@ -8,20 +8,26 @@ missing or suspect over a city and year, where, and in which file, tile or zone.
   deviations from the median norm), runs of at least `stripe_px` identical vectors along a row
   or a column (striping), and the pixels of a file, tile or zone whose values are all the same.
 
-Two passes, window by window (memory bounded by the window): the parts (files, tiles, zones)
+Two passes, block by block (memory bounded by the block): the parts (files, tiles, zones)
 for their own counts, whether they are constant and a sample of norms; then the city grid for
 the mask raster (1 valid, 2 missing, 3 suspect; colour table, category names and a .qml). The
-report is JSON (`output`) and HTML with a small map.
+report is JSON (`output`) and HTML with a small map. Given `scheduler` or `workers`, the blocks
+of both passes are read by a Dask cluster's workers (`cluster.map_blocks`), which open the
+source again from the same arguments; this process gathers their results in the same order and
+writes every output, so the report and the mask are those of a run without.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import html
 import io
 import json
 import math
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +72,14 @@ def check_embeddings(
     outlier_mads: float = 8.0,
     stripe_px: int = 16,
     block: int = 512,
+    scheduler: str | None = None,
+    workers: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Count valid, missing and suspect pixels of embeddings over an extent (and year); write
-    a JSON report (`output`), an HTML report and a styled mask GeoTIFF."""
-    from .extents import reproject_extent
+    a JSON report (`output`), an HTML report and a styled mask GeoTIFF; the blocks read on a
+    Dask cluster given `scheduler` or `workers`."""
+    from .cluster import cluster_client, map_blocks
 
     progress = progress or Progress()
     output = check_writable(output, "output")
@@ -82,25 +91,26 @@ def check_embeddings(
         raise LczError("norm_tolerance", f"{norm_tolerance} must lie between 0 and 1")
     if outlier_mads <= 0:
         raise LczError("outlier_mads", f"{outlier_mads} must be positive")
-    with open_source(
+    reopen = functools.partial(
+        open_checked,
         embeddings,
-        source_kind,
-        "embeddings",
+        extent,
+        extent_crs,
+        kind=source_kind,
         array=array,
         dequantise=dequantise,
         year=year,
-        extent=extent,
-        extent_crs=extent_crs,
         crs=crs,
         variant=variant,
-    ) as opened:
-        source: EmbeddingSource = opened
-        if extent is not None:
-            box = reproject_extent(
-                extent, extent_crs or opened.default_extent_crs or opened.crs, opened.crs
-            )
-            source = crop_to_extent(opened, box)
-        parts = _check_parts(source, block, SubProgress(progress, 0, 40))
+    )
+    with (
+        reopen() as source,
+        (
+            cluster_client(scheduler, workers) if scheduler or workers else contextlib.nullcontext()
+        ) as client,
+    ):
+        each = functools.partial(map_blocks, source, reopen, client)
+        parts = _check_parts(source, block, each, SubProgress(progress, 0, 40))
         # constant parts are suspect as a whole; their one norm would skew the statistics
         samples = [p.pop("norms") for p in parts]
         kept = [n for n, p in zip(samples, parts, strict=True) if not p["constant"]]
@@ -109,7 +119,7 @@ def check_embeddings(
         constant = [p["footprint"] for p in parts if p["constant"]]
         with atomic_path(mask_path, "mask") as tmp:
             totals, overview = _write_mask(
-                source, tmp, rule, constant, stripe_px, block, SubProgress(progress, 40, 95)
+                source, tmp, rule, constant, stripe_px, block, each, SubProgress(progress, 40, 95)
             )
         report = {
             "embeddings": str(embeddings),
@@ -149,6 +159,33 @@ def _category_names() -> list[str]:
     return [""] + [label for _, label in MASK_CLASSES.values()]
 
 
+@contextlib.contextmanager
+def open_checked(
+    embeddings: str | os.PathLike,
+    extent: tuple[float, float, float, float] | None,
+    extent_crs: str | None,
+    kind: str = "auto",
+    **options: Any,
+) -> Iterator[EmbeddingSource]:
+    """The embeddings as `check_embeddings` reads them: opened, and cut to `extent` if given."""
+    from .extents import reproject_extent
+
+    with open_source(
+        embeddings, kind, "embeddings", extent=extent, extent_crs=extent_crs, **options
+    ) as opened:
+        if extent is None:
+            yield opened
+            return
+        box = reproject_extent(
+            extent, extent_crs or opened.default_extent_crs or opened.crs, opened.crs
+        )
+        yield crop_to_extent(opened, box)
+
+
+# (per-block function, items, progress, what) -> its results in order, here or on a cluster
+MapBlocks = Callable[[Callable[[EmbeddingSource, Any], Any], list, Progress, str], Iterator[Any]]
+
+
 def _blocks(width: int, height: int, block: int) -> list[Window]:
     return [
         Window(c, r, min(block, width - c), min(block, height - r))
@@ -157,11 +194,16 @@ def _blocks(width: int, height: int, block: int) -> list[Window]:
     ]
 
 
-def _check_parts(source: EmbeddingSource, block: int, progress: Progress) -> list[dict]:
-    """Per file, tile or zone: pixels, valid, missing, all-zero, constant, a norm sample."""
+def _check_parts(
+    source: EmbeddingSource, block: int, each: MapBlocks, progress: Progress
+) -> list[dict]:
+    """Per file, tile or zone: pixels, valid, missing, all-zero, constant, a norm sample; the
+    blocks of each read by `each` and gathered in order."""
     from rasterio.warp import transform_bounds
 
-    parts = []
+    records: dict[int, dict[str, Any]] = {}
+    ranges: dict[int, tuple[np.ndarray, np.ndarray, list[np.ndarray]]] = {}
+    items = []
     left, bottom, right, top = source.bounds
     members = source.parts()
     for i, part in enumerate(members):
@@ -169,39 +211,56 @@ def _check_parts(source: EmbeddingSource, block: int, progress: Progress) -> lis
         window = clip_window(part.window_for(box), part.width, part.height)
         if window is None:
             continue
-        record: dict[str, Any] = {"name": part.name, "crs": part.crs.to_string()}
-        counts = dict(pixels=0, valid_pixels=0, missing_pixels=0, zero_vector_pixels=0)
-        low = np.full(part.count, np.inf, np.float32)
-        high = np.full(part.count, -np.inf, np.float32)
-        norms = []
-        blocks = _blocks(window.width, window.height, block)
+        records[i] = {"name": part.name, "crs": part.crs.to_string()}
+        records[i].update(pixels=0, valid_pixels=0, missing_pixels=0, zero_vector_pixels=0)
+        ranges[i] = (
+            np.full(part.count, np.inf, np.float32),
+            np.full(part.count, -np.inf, np.float32),
+            [],
+        )
         stride = max(1, math.ceil(window.width * window.height / NORM_SAMPLE * len(members)))
-        for j, w in enumerate(blocks):
-            progress.report(
-                100 * (i + j / len(blocks)) / len(members),
-                f"{part.name}: block {j + 1}/{len(blocks)}",
-            )
-            zero_before = part.zero_pixels
-            data = part.read(
-                Window(window.col_off + w.col_off, window.row_off + w.row_off, w.width, w.height)
-            )
-            valid = ~np.isnan(data).any(axis=0)
-            counts["pixels"] += valid.size
-            counts["valid_pixels"] += int(valid.sum())
-            counts["missing_pixels"] += int(valid.size - valid.sum())
-            counts["zero_vector_pixels"] += part.zero_pixels - zero_before
-            if valid.any():
-                vectors = data[:, valid]
-                low = np.minimum(low, vectors.min(axis=1))
-                high = np.maximum(high, vectors.max(axis=1))
-                norms.append(np.linalg.norm(vectors[:, ::stride], axis=0))
-        record.update(counts)
-        record["constant"] = bool(counts["valid_pixels"] > 1 and np.all(low == high))
+        for w in _blocks(window.width, window.height, block):
+            w = Window(window.col_off + w.col_off, window.row_off + w.row_off, w.width, w.height)
+            items.append((i, w, stride))
+    for i, counts, low, high, norms in each(_part_block, items, progress, "part blocks read:"):
+        for name, n in counts.items():
+            records[i][name] += n
+        if norms is not None:
+            np.minimum(ranges[i][0], low, out=ranges[i][0])
+            np.maximum(ranges[i][1], high, out=ranges[i][1])
+            ranges[i][2].append(norms)
+    for i, record in records.items():
+        low, high, norms = ranges[i]
+        part = members[i]
+        record["constant"] = bool(record["valid_pixels"] > 1 and np.all(low == high))
         record["norms"] = np.concatenate(norms) if norms else np.empty(0, np.float32)
         footprint = transform_bounds(part.crs, source.crs, *part.bounds, densify_pts=21)
         record["footprint"] = source.window_for(footprint)
-        parts.append(record)
-    return parts
+    return list(records.values())
+
+
+def _part_block(
+    source: EmbeddingSource, item: tuple[int, Window, int]
+) -> tuple[int, dict[str, int], np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """One block of a part (its index in `source.parts()`, the window in its pixels, the norm
+    sample's stride): (index, counts, per-band min and max and norm sample of its valid
+    vectors, or None for these where none is valid)."""
+    index, window, stride = item
+    part = source.parts()[index]
+    zero_before = part.zero_pixels
+    data = part.read(window)
+    valid = ~np.isnan(data).any(axis=0)
+    counts = {
+        "pixels": valid.size,
+        "valid_pixels": int(valid.sum()),
+        "missing_pixels": int(valid.size - valid.sum()),
+        "zero_vector_pixels": part.zero_pixels - zero_before,
+    }
+    if not valid.any():
+        return index, counts, None, None, None
+    vectors = data[:, valid]
+    norms = np.linalg.norm(vectors[:, ::stride], axis=0)
+    return index, counts, vectors.min(axis=1), vectors.max(axis=1), norms
 
 
 def _norm_rule(
@@ -258,9 +317,10 @@ def _write_mask(
     constant: list[Window],
     stripe_px: int,
     block: int,
+    each: MapBlocks,
     progress: Progress,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Classify every pixel window by window into the mask GeoTIFF; totals and an overview."""
+    """Classify every pixel block by block into the mask GeoTIFF; totals and an overview."""
     import rasterio
 
     from .outputs import LCZ_PROFILE
@@ -274,46 +334,18 @@ def _write_mask(
     overview = np.zeros((math.ceil(source.height / step), math.ceil(source.width / step)), np.uint8)
     totals = dict(pixels=0, valid_pixels=0, missing_pixels=0, suspect_pixels=0)
     reasons = dict(norm_outliers=0, stripes=0, constant_parts=0)
-    halo = stripe_px
     blocks = _blocks(source.width, source.height, block)
+    classify = functools.partial(_classify_block, rule=rule, constant=constant, stripe_px=stripe_px)
     with rasterio.open(path, "w", **profile) as dataset:
-        for i, w in enumerate(blocks):
-            progress.report(100 * i / len(blocks), f"mask: block {i + 1}/{len(blocks)}")
-            data = source.read(
-                Window(w.col_off - halo, w.row_off - halo, w.width + 2 * halo, w.height + 2 * halo)
-            )
-            inner = (slice(halo, halo + w.height), slice(halo, halo + w.width))
-            striped = stripes(data, stripe_px)[inner]
-            data = data[:, inner[0], inner[1]]
-            valid = ~np.isnan(data).any(axis=0)
-            norms = np.linalg.norm(np.where(valid, data, 0), axis=0)
-            odd = valid & ((norms < rule["low"]) | (norms > rule["high"]))
-            flat = np.zeros_like(valid)
-            for part in constant:
-                spot = clip_window(
-                    Window(
-                        part.col_off - w.col_off, part.row_off - w.row_off, part.width, part.height
-                    ),
-                    w.width,
-                    w.height,
-                )
-                if spot is not None:
-                    flat[
-                        spot.row_off : spot.row_off + spot.height,
-                        spot.col_off : spot.col_off + spot.width,
-                    ] = True
-            flat &= valid
-            striped &= valid
-            suspect = odd | striped | flat
-            classes = np.where(valid, np.where(suspect, SUSPECT, VALID), MISSING).astype(np.uint8)
+        results = each(classify, blocks, progress, "mask blocks done:")
+        for w, (classes, found) in zip(blocks, results, strict=True):
             dataset.write(classes, 1, window=w)
             totals["pixels"] += classes.size
             totals["valid_pixels"] += int((classes == VALID).sum())
             totals["missing_pixels"] += int((classes == MISSING).sum())
             totals["suspect_pixels"] += int((classes == SUSPECT).sum())
-            reasons["norm_outliers"] += int(odd.sum())
-            reasons["stripes"] += int(striped.sum())
-            reasons["constant_parts"] += int(flat.sum())
+            for name, n in found.items():
+                reasons[name] += n
             r0, c0 = (
                 -(-w.row_off // step) * step - w.row_off,
                 -(-w.col_off // step) * step - w.col_off,
@@ -332,6 +364,50 @@ def _write_mask(
         dataset.set_band_description(1, "embedding check: 1 valid, 2 missing, 3 suspect")
         dataset.update_tags(**{k.upper(): v for k, v in {**totals, **reasons}.items()})
     return {**totals, "suspect": reasons}, overview
+
+
+def _classify_block(
+    source: EmbeddingSource,
+    w: Window,
+    *,
+    rule: dict[str, Any],
+    constant: list[Window],
+    stripe_px: int,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """The mask classes (uint8) of block `w`, read with a halo of `stripe_px` so that stripes
+    across its edges are seen, and its suspect pixels by reason."""
+    halo = stripe_px
+    data = source.read(
+        Window(w.col_off - halo, w.row_off - halo, w.width + 2 * halo, w.height + 2 * halo)
+    )
+    inner = (slice(halo, halo + w.height), slice(halo, halo + w.width))
+    striped = stripes(data, stripe_px)[inner]
+    data = data[:, inner[0], inner[1]]
+    valid = ~np.isnan(data).any(axis=0)
+    norms = np.linalg.norm(np.where(valid, data, 0), axis=0)
+    odd = valid & ((norms < rule["low"]) | (norms > rule["high"]))
+    flat = np.zeros_like(valid)
+    for part in constant:
+        spot = clip_window(
+            Window(part.col_off - w.col_off, part.row_off - w.row_off, part.width, part.height),
+            w.width,
+            w.height,
+        )
+        if spot is not None:
+            flat[
+                spot.row_off : spot.row_off + spot.height,
+                spot.col_off : spot.col_off + spot.width,
+            ] = True
+    flat &= valid
+    striped &= valid
+    suspect = odd | striped | flat
+    classes = np.where(valid, np.where(suspect, SUSPECT, VALID), MISSING).astype(np.uint8)
+    found = {
+        "norm_outliers": int(odd.sum()),
+        "stripes": int(striped.sum()),
+        "constant_parts": int(flat.sum()),
+    }
+    return classes, found
 
 
 def _html(report: dict[str, Any], overview: np.ndarray) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from ..choices import STRETCHES
 from ..errors import LczError
 from ..spec import Output, Param, Step
-from .common import EMBEDDINGS, EXTENT, optional, source_options
+from .common import CLUSTER, EMBEDDINGS, EXTENT, optional, source_options
 
 GROUP = "Embeddings"
 STRETCH = (
@@ -171,7 +171,8 @@ CHECK_EMBEDDINGS = Step(
     "(nodata, invalid TESSERA scales, all-zero vectors) and suspect pixels (norms far from 1 for "
     "AlphaEarth or robust outliers otherwise, runs of identical vectors along rows or columns, "
     "constant tiles), per file, tile or zone. Writes a JSON report, a styled mask raster (valid, "
-    "missing, suspect) and an HTML report with a small map, window by window.",
+    "missing, suspect) and an HTML report with a small map, block by block (on a Dask cluster's "
+    "workers given a scheduler or workers: the same report and mask).",
     (
         *EMBEDDINGS,
         *EXTENT,
@@ -190,6 +191,7 @@ CHECK_EMBEDDINGS = Step(
             "runs of identical vectors this long along a row or column are striping",
             default=16, minimum=2, maximum=100_000, advanced=True,
         ),
+        *CLUSTER,
         Param("output", "output_file", "Report (JSON)", file_filter="JSON files (*.json)"),
         Param("mask", "output_raster", "Mask raster", "valid, missing, suspect", optional=True),
         Param(

@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
+import time
 
+import distributed
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 
+import lcz_core
+from lcz_core.cluster import BLOCKS_PER_TASK, PARTS_PER_WORKER
 from lcz_core.embedding_qa import check_embeddings, stripes
 from lcz_core.errors import LczError
 from lcz_core.layouts import quantise_aef, write_tessera_zone
-from lcz_core.progress import Progress
+from lcz_core.progress import Cancelled, Progress
 
 
 class Recorder(Progress):
-    """Progress that keeps what it was told."""
+    """Progress that keeps what it was told, and cancels once `marker` is in a message."""
 
-    def __init__(self) -> None:
+    def __init__(self, marker: str | None = None) -> None:
         super().__init__()
+        self.marker = marker
         self.seen: list[float] = []
+        self.messages: list[str] = []
 
     def _emit(self, percent: float, message: str | None) -> None:
         self.seen.append(percent)
+        self.messages.append(message or "")
+        if self.marker and self.marker in (message or ""):
+            self.cancel()
 
 
 def _unit_vectors(rng, shape, bands=64):
@@ -42,7 +53,9 @@ def test_stripes_found_along_rows_and_columns():
     assert found[4, 5:15].all() and found[8:13, 20].all() and found.sum() == 15
 
 
-def test_alphaearth_file_counts_mask_and_reports(tmp_path):
+def _write_aef(path):
+    """A 170 x 150 AlphaEarth file: nodata, all-zero vectors, a stripe across a 64 px block
+    edge, far norms."""
     rng = np.random.default_rng(1)
     data = _unit_vectors(rng, (150, 170))
     data[:, 10:15, 20:25] = np.nan  # 25 px nodata (-128)
@@ -52,9 +65,13 @@ def test_alphaearth_file_counts_mask_and_reports(tmp_path):
     raw = quantise_aef(data)
     profile = dict(driver="GTiff", width=170, height=150, count=64, dtype="int8", nodata=-128)
     profile.update(crs="EPSG:32633", transform=Affine(10, 0, 380_000, 0, -10, 5_820_000))
-    path = tmp_path / "aef.tif"
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(raw)
+    return path
+
+
+def test_alphaearth_file_counts_mask_and_reports(tmp_path):
+    path = _write_aef(tmp_path / "aef.tif")
     progress = Recorder()
     result = check_embeddings(
         path, tmp_path / "check.json", source_kind="aef", block=64, progress=progress
@@ -86,9 +103,10 @@ def test_alphaearth_file_counts_mask_and_reports(tmp_path):
     assert progress.seen[-1] == 100 and len(progress.seen) > 8
 
 
-def test_constant_tile_and_norm_outliers_in_a_folder_of_tiles(tmp_path):
+def _write_tiles(folder):
+    """Two 60 x 50 float tiles side by side: t0 with one far norm, t1 constant."""
     rng = np.random.default_rng(2)
-    (tmp_path / "tiles").mkdir()
+    folder.mkdir()
     for i, col in enumerate((0, 60)):
         data = rng.normal(size=(8, 50, 60)).astype(np.float32) + 3
         if i == 1:
@@ -99,8 +117,13 @@ def test_constant_tile_and_norm_outliers_in_a_folder_of_tiles(tmp_path):
         profile.update(
             crs="EPSG:32633", transform=Affine(10, 0, 380_000 + 10 * col, 0, -10, 5_820_000)
         )
-        with rasterio.open(tmp_path / "tiles" / f"t{i}.tif", "w", **profile) as dst:
+        with rasterio.open(folder / f"t{i}.tif", "w", **profile) as dst:
             dst.write(data)
+    return folder
+
+
+def test_constant_tile_and_norm_outliers_in_a_folder_of_tiles(tmp_path):
+    _write_tiles(tmp_path / "tiles")
     (tmp_path / "out").mkdir()
     report = check_embeddings(tmp_path / "tiles", tmp_path / "out" / "check.json", stripe_px=1000)
     constant = {p["name"].rsplit("/", 1)[-1]: p["constant"] for p in report["parts"]}
@@ -137,3 +160,114 @@ def test_bad_settings_write_nothing(tmp_path, demo_city):
         check_embeddings(demo_city.embeddings_tif, tmp_path / "missing" / "c.json")
     assert error.value.parameter == "output"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes, started once for this module's cluster checks."""
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        yield cluster
+
+
+def _outputs(folder) -> tuple[dict, np.ndarray, dict, str]:
+    """The JSON report less its output paths, the mask's pixels and tags, the HTML page."""
+    report = json.loads((folder / "check.json").read_text(encoding="utf-8"))
+    with rasterio.open(folder / "check_mask.tif") as mask:
+        pixels, tags = mask.read(1), mask.tags()
+        assert mask.colormap(1)[3][:3] == (215, 48, 31)
+    page = (folder / "check.html").read_text(encoding="utf-8").replace(str(folder), "")
+    paths = ("mask", "report_html")
+    return {k: v for k, v in report.items() if k not in paths}, pixels, tags, page
+
+
+@pytest.mark.parametrize(
+    ("case", "settings"),
+    [
+        ("demo", {"block": 64}),
+        ("demo", {"block": 100, "extent": (380_500, 5_821_000, 384_000, 5_824_300)}),
+        ("aef", {"block": 64, "source_kind": "aef"}),
+        ("tiles", {"block": 16, "stripe_px": 20}),
+    ],
+)
+def test_check_on_a_dask_cluster_gives_the_same_report_and_mask(
+    case, settings, cluster, demo_city, tmp_path
+):
+    embeddings = {
+        "demo": lambda: demo_city.embeddings_tif,
+        "aef": lambda: _write_aef(tmp_path / "aef.tif"),
+        "tiles": lambda: _write_tiles(tmp_path / "tiles"),  # two parts, one constant
+    }[case]()
+    runs = {}
+    for run in ("single", "cluster"):
+        (tmp_path / run).mkdir()
+        progress = Recorder()
+        scheduler = cluster.scheduler_address if run == "cluster" else None
+        check_embeddings(
+            embeddings,
+            tmp_path / run / "check.json",
+            scheduler=scheduler,
+            progress=progress,
+            **settings,
+        )
+        runs[run] = (_outputs(tmp_path / run), progress.messages)
+    (report, pixels, tags, page), _ = runs["single"]
+    (spread, spread_pixels, spread_tags, spread_page), messages = runs["cluster"]
+    assert spread == report and spread_tags == tags and spread_page == page
+    np.testing.assert_array_equal(spread_pixels, pixels)
+    assert report["pixels"] == pixels.size and set(np.unique(pixels)) <= {1, 2, 3}
+    if case != "demo":
+        assert report["suspect_pixels"] > 0 and len(report["parts"]) == (
+            2 if case == "tiles" else 1
+        )
+    block = settings["block"]
+    blocks = math.ceil(pixels.shape[0] / block) * math.ceil(pixels.shape[1] / block)
+    size = min(BLOCKS_PER_TASK, math.ceil(blocks / (2 * PARTS_PER_WORKER)))  # 2 workers
+    tasks = math.ceil(blocks / size)
+    assert 1 < size and f"mask blocks done: {tasks}/{tasks}" in messages  # a few blocks a task
+    assert f"mask blocks done: {blocks - 1}/{blocks}" in runs["single"][1]
+    assert sorted(p.name for p in (tmp_path / "cluster").iterdir()) == sorted(
+        p.name for p in (tmp_path / "single").iterdir()
+    )
+
+
+def test_check_step_on_a_cluster_and_its_refusals(cluster, demo_city, tmp_path):
+    arguments = {"embeddings": str(demo_city.embeddings_tif), "stripe_px": 8}
+    single = lcz_core.check_embeddings(**arguments, output=str(tmp_path / "single.json"))
+    spread = lcz_core.check_embeddings(
+        **arguments, output=str(tmp_path / "spread.json"), scheduler=cluster.scheduler_address
+    )
+    paths = ("output", "mask", "report_html")
+    assert {k: v for k, v in spread.as_dict().items() if k not in paths} == {
+        k: v for k, v in single.as_dict().items() if k not in paths
+    }
+    written = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(LczError, match="not both") as error:
+        lcz_core.check_embeddings(
+            **arguments,
+            output=str(tmp_path / "c.json"),
+            scheduler="tcp://127.0.0.1:8786",
+            workers=2,
+        )
+    assert error.value.parameter == "workers"
+    assert sorted(p.name for p in tmp_path.iterdir()) == written
+
+
+def test_cancel_on_a_cluster_cancels_the_tasks_and_writes_nothing(cluster, tmp_path):
+    path = _write_aef(tmp_path / "aef.tif")
+    progress = Recorder(marker="mask blocks done: 0/")
+    with pytest.raises(Cancelled):
+        check_embeddings(
+            path, tmp_path / "check.json", block=32, scheduler=cluster.scheduler_address,
+            progress=progress,
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aef.tif"]
+    deadline = time.monotonic() + 10
+    while any(str(key).startswith("lcz-") for key in cluster.scheduler.tasks):
+        assert time.monotonic() < deadline, "the run's tasks stay on the scheduler"
+        time.sleep(0.1)
