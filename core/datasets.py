@@ -136,12 +136,12 @@ class PatchDataset:
         return self
 
     def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The samples at ascending `indices`: x as float32 (N, C, S, S) and their labels y."""
+        """The samples at ascending `indices`: x (N, C, S, S) as stored (float16; float32 in older
+        datasets) and their labels y."""
         if self.kind == "patches" and self._labels is None:  # one byte a sample: kept
             self._labels = np.asarray(self.y[:])
         labels = self.y if self._labels is None else self._labels
-        x = _take(self.x, indices, self._files["x"]).astype(np.float32)
-        return x, _take(labels, indices, self._files["y"])
+        return _take(self.x, indices, self._files["x"]), _take(labels, indices, self._files["y"])
 
     @property
     def kind(self) -> str:

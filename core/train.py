@@ -39,7 +39,6 @@ from .models import (
     create_model,
     library_versions,
     pick_device,
-    prepare_inputs,
     save_model,
     torch_threads,
     working_bytes,
@@ -254,25 +253,32 @@ def class_weights(counts: np.ndarray, weighting: str) -> np.ndarray:
 
 
 def training_batch(
-    x: np.ndarray, y: np.ndarray, ops: np.ndarray
+    x: np.ndarray, y: np.ndarray, ops: np.ndarray, mean: np.ndarray, std: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples x (N, C, H, W) and their labels y, each turned by its op, as training tensors.
+    """Samples x (N, C, H, W, float16 or float32 as stored) and their labels y, each turned by
+    its op and normalised per band, as training tensors.
 
     Op 0-7 per sample: rotate by 90 degrees op % 4 times, then flip left-right when op >= 4 (the 8
-    symmetries of the square); per-pixel labels move with their pixels. Returns x as a
-    channels-last (N, C, H, W) float tensor and targets 0-16 (-1 = unlabelled).
+    symmetries of the square); per-pixel labels move with their pixels. x becomes (x - mean) / std
+    with missing values 0, as `prepare_inputs` does for prediction (the same float32 arithmetic),
+    in torch's threads and in place. Returns x as a channels-last (N, C, H, W) float tensor and
+    targets 0-16 (-1 = unlabelled).
     """
-    out = np.empty((len(x), *x.shape[2:], x.shape[1]), np.float32)  # N, H, W, C
+    stored = torch.from_numpy(x).permute(0, 2, 3, 1)  # N, H, W, C: a view
+    out = torch.empty(stored.shape, dtype=torch.float32)
     targets = np.empty(y.shape, np.int64)
     pixel_labels = y.ndim == 3
-    for op in np.unique(ops):
-        at = np.flatnonzero(ops == op)
-        xs = np.rot90(x[at], op % 4, axes=(2, 3))
-        ys = np.rot90(y[at], op % 4, axes=(1, 2)) if pixel_labels else y[at]
+    for n, op in enumerate(ops.tolist()):  # sample by sample: no gathered copies
+        xs = torch.rot90(stored[n], op % 4, dims=(0, 1))
+        ys = np.rot90(y[n], op % 4) if pixel_labels else y[n]
         if op >= 4:
-            xs, ys = xs[..., ::-1], ys[..., ::-1] if pixel_labels else ys
-        out[at], targets[at] = xs.transpose(0, 2, 3, 1), ys
-    return torch.from_numpy(out).permute(0, 3, 1, 2), torch.from_numpy(targets - 1)
+            xs, ys = xs.flip(1), ys[:, ::-1] if pixel_labels else ys
+        out[n].copy_(xs)
+        targets[n] = ys
+    out.sub_(torch.from_numpy(np.asarray(mean, np.float32)))
+    out.div_(torch.from_numpy(np.asarray(std, np.float32)))
+    torch.nan_to_num_(out, nan=0.0, posinf=0.0, neginf=0.0)
+    return out.permute(0, 3, 1, 2), torch.from_numpy(targets - 1)
 
 
 class BatchReader(torch.utils.data.Dataset):
@@ -285,7 +291,7 @@ class BatchReader(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, ...]:
         indices, ops = key
         x, y = self.data.read(indices)
-        return training_batch(prepare_inputs(x, self.mean, self.std), y, ops)
+        return training_batch(x, y, ops, self.mean, self.std)
 
 
 class BatchLoader:

@@ -119,11 +119,11 @@ def test_samples_are_stored_one_chunk_each_and_read_in_any_order(tmp_path):
         assert ShardFiles.of(ds.x) is not None  # read straight from the shard files
         assert (tmp_path / kind / "data.zarr" / "x" / "c").is_dir()
         expected = list(_batches(3, 50, kind))
-        all_x = np.concatenate([b.x for b in expected]).astype(np.float16).astype(np.float32)
+        all_x = np.concatenate([b.x for b in expected]).astype(np.float16)
         all_y = np.concatenate([b.y for b in expected])
         chosen = np.array([0, 3, 4, 5, 49, 50, 51, 149])  # runs, singles, shard borders
         x, y = ds.read(chosen)
-        assert x.dtype == np.float32 and x.shape == (8, 3, 4, 4)
+        assert x.dtype == np.float16 and x.shape == (8, 3, 4, 4)  # as stored
         np.testing.assert_array_equal(x, all_x[chosen])
         np.testing.assert_array_equal(y, all_y[chosen])
         assert ds.read(np.array([], np.int64))[0].shape == (0, 3, 4, 4)

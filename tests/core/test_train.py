@@ -201,7 +201,8 @@ def test_training_batch_turns_pixels_and_labels_together():
         np.float32
     )  # band 0 = label, 1 = -label
     ops = np.arange(8)
-    xb, targets = training_batch(x, y, ops)
+    plain = np.zeros(2, np.float32), np.ones(2, np.float32)  # no normalisation
+    xb, targets = training_batch(x, y, ops, *plain)
     assert xb.shape == (8, 2, 4, 4) and xb.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(xb[:, 0], (targets + 1).float()) and torch.equal(xb[:, 1], -xb[:, 0])
     assert len({tuple(t.flatten().tolist()) for t in targets}) == 8  # all 8 symmetries
@@ -209,8 +210,25 @@ def test_training_batch_turns_pixels_and_labels_together():
     assert torch.equal(targets[1] + 1, torch.from_numpy(np.rot90(y[0]).copy()).long())
     assert torch.equal(targets[4] + 1, torch.from_numpy(y[0, :, ::-1].copy()).long())
     # patch labels (one per sample) stay with their sample; unlabelled 0 becomes -1
-    xp, tp = training_batch(x, np.array([5, 0, 7, 9, 1, 2, 3, 4], np.uint8), ops)
+    xp, tp = training_batch(x, np.array([5, 0, 7, 9, 1, 2, 3, 4], np.uint8), ops, *plain)
     assert tp.tolist() == [4, -1, 6, 8, 0, 1, 2, 3] and torch.equal(xp, xb)
+
+
+def test_training_batch_normalises_as_prediction_does():
+    """Stored float16 (NaN = missing, inf) in, the same float32 values as prepare_inputs out."""
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(16, 5, 6, 6)) * 40).astype(np.float16)
+    x[0, 1, 2, 3], x[1, 0, 0, 0], x[2, 4, 5, 5] = np.nan, np.inf, -np.inf
+    mean, std = rng.normal(size=5).astype(np.float32), rng.uniform(1, 9, 5).astype(np.float32)
+    y = rng.integers(1, 18, 16).astype(np.uint8)
+    ops = np.arange(16) % 8
+    xb, _ = training_batch(x, y, ops, mean, std)
+    expected = prepare_inputs(x, mean, std)
+    for n, op in enumerate(ops):
+        turned = np.rot90(expected[n], op % 4, axes=(1, 2))
+        turned = turned[..., ::-1] if op >= 4 else turned
+        np.testing.assert_array_equal(xb[n].numpy(), turned)  # bit for bit
+    assert xb.dtype == torch.float32 and torch.isfinite(xb).all()
 
 
 def test_bad_settings_name_their_parameter(patch_dataset, tile_dataset, tmp_path):
