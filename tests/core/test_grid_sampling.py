@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from log_lines import LogLines
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 from shapely.geometry import box
@@ -39,17 +40,6 @@ from lcz_core.sampling import (
 SHORT_LABELS = [c.short for c in LCZ_CLASSES]
 
 
-class Log(Progress):
-    """A progress that keeps the logged lines."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def log(self, message: str) -> None:
-        self.lines.append(message)
-
-
 def test_grid_snaps_to_the_pixel_grid_and_refuses_extent_outside(demo_city):
     with open_source(demo_city.embeddings_tif) as source:
         left, bottom, right, top = source.bounds
@@ -76,7 +66,7 @@ def _demo_dataset(demo_city, folder, seed, buffer_m=320.0, method="blocks", prog
 
 
 def test_splits_reproducible_byte_for_byte_and_leak_free(demo_city, tmp_path):
-    runs, log = [], Log()
+    runs, log = [], LogLines()
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         (tmp_path / name).mkdir()
         result = _demo_dataset(demo_city, tmp_path / name, seed, progress=log)

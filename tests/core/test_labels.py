@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from log_lines import LogLines
 from rasterio.crs import CRS
 from shapely.geometry import box
 
 from lcz_core.cities import load_catalogue
 from lcz_core.errors import LczError
 from lcz_core.labels import open_labels, rasterize_to_file
-from lcz_core.progress import Progress
 
 
 def test_melbourne_kmz_folders_become_classes(real_data):
@@ -43,7 +43,7 @@ def test_redon_geoclimate_wudapt_coding_to_1_17(real_data):
 
 def test_geoclimate_class_field_recognised_without_being_named(real_data):
     path = real_data / "redon/osm_2022_Redon_rsu_lcz.geojson"
-    progress = Logged()
+    progress = LogLines()
     labels = open_labels(path, progress=progress)
     named = open_labels(path, class_field="LCZ_PRIMARY")
     assert labels.frame["lcz"].tolist() == named.frame["lcz"].tolist()
@@ -150,23 +150,12 @@ def test_rasterising_labels_far_from_the_grid_refused(real_data, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-class Logged(Progress):
-    """Progress that keeps the log lines."""
-
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def log(self, message):
-        self.lines.append(message)
-
-
 def test_lcz_generator_raster_as_labels(tmp_path, write_raster):
     raw = np.array([[0, 0, 0], [2, 11, 17], [8, 14, 14]], np.uint8)
     filtered = np.array([[0, 0, 0], [2, 14, 17], [14, 14, 14]], np.uint8)
     probability = np.array([[0, 0, 0], [55, 70, 100], [40, 90, 85]], np.uint8)
     source = write_raster(tmp_path / "gen.tif", np.stack([raw, filtered, probability]))
-    progress = Logged()
+    progress = LogLines()
     labels = open_labels(source, progress=progress)
     assert labels.band == 2 and labels.coding == "lcz17"
     assert "band 2 used: the filtered LCZ band" in progress.lines[1]

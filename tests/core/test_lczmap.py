@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import rasterio
+from log_lines import LogLines
 
 from lcz_core.errors import LczError
 from lcz_core.lczmap import import_lcz_map
@@ -133,17 +134,6 @@ def test_unknown_values_are_refused_naming_them(tmp_path, write_raster):
     assert result["class_counts"] == {"1": 1, "2": 1, "G": 1} and result["nodata_pixels"] == 1
 
 
-class Logged(Progress):
-    """Progress that keeps the log lines."""
-
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def log(self, message):
-        self.lines.append(message)
-
-
 def generator_output(path, descriptions):
     """An LCZ Generator-like GeoTIFF: raw, filtered and probability bands, 0 = undeclared nodata."""
     rng = np.random.default_rng(3)
@@ -172,7 +162,7 @@ def generator_output(path, descriptions):
 )
 def test_lcz_generator_layout_uses_the_filtered_band(tmp_path, descriptions, evidence):
     source, raw, filtered = generator_output(tmp_path / "gen.tif", descriptions)
-    progress = Logged()
+    progress = LogLines()
     result = import_lcz_map(source, tmp_path / "lcz.tif", progress=progress)
     assert result["band_used"] == 2 and result["coding"] == "lcz17"
     with rasterio.open(tmp_path / "lcz.tif") as out:
@@ -195,7 +185,7 @@ def test_lcz_generator_layout_uses_the_filtered_band(tmp_path, descriptions, evi
 
 def test_three_bands_without_a_probability_band_read_band_1(tmp_path, write_raster):
     values = np.stack([np.full((8, 8), 11, np.uint8), np.full((8, 8), 3, np.uint8)] * 2)[:3]
-    progress = Logged()
+    progress = LogLines()
     result = import_lcz_map(
         write_raster(tmp_path / "in.tif", values), tmp_path / "o.tif", progress=progress
     )
@@ -211,7 +201,7 @@ def test_undeclared_zero_needs_nodata(tmp_path, write_raster):
     with pytest.raises(LczError, match="nodata: .*value 0 .*give nodata 0") as error:
         import_lcz_map(source, tmp_path / "o.tif")
     assert ":17" not in str(error.value) and ":G" not in str(error.value)
-    progress = Logged()
+    progress = LogLines()
     result = import_lcz_map(source, tmp_path / "o.tif", nodata=0, progress=progress)
     assert result["nodata_pixels"] == 2 and result["class_counts"] == {"3": 1, "A": 1, "G": 2}
     assert "0 read as nodata (nodata)" in progress.lines[1]
