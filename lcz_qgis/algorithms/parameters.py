@@ -258,6 +258,16 @@ def layer_path(algorithm, param, parameters, context):
     return source
 
 
+def _crs_text(crs):
+    """A CRS as the core reads it: its authority id, else its WKT."""
+    return crs.authid() or crs.toWkt()
+
+
+def _companion_crs(param, crs):
+    """The --<name>-crs argument that goes with an extent or a point (none for an invalid CRS)."""
+    return [f"--{param.name.replace('_', '-')}-crs={_crs_text(crs)}"] if crs.isValid() else []
+
+
 def worker_values(algorithm, param, parameters, context):
     """The worker's arguments for one spec parameter ([] when not given)."""
     name, kind, flag = param.qgis_name, param.kind, param.flag
@@ -284,20 +294,14 @@ def worker_values(algorithm, param, parameters, context):
             for v in (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
         )
         # the '=' form keeps a negative first coordinate from reading as an option
-        arguments = [f"{flag}={values}"]
-        if crs.isValid():
-            arguments.append(f"--{param.name.replace('_', '-')}-crs={crs.authid() or crs.toWkt()}")
-        return arguments
+        return [f"{flag}={values}", *_companion_crs(param, crs)]
     if kind == "point":
         point = algorithm.parameterAsPoint(parameters, name, context)
         crs = algorithm.parameterAsPointCrs(parameters, name, context)
-        arguments = [f"{flag}={point.x()!r},{point.y()!r}"]
-        if crs.isValid():
-            arguments.append(f"--{param.name.replace('_', '-')}-crs={crs.authid() or crs.toWkt()}")
-        return arguments
+        return [f"{flag}={point.x()!r},{point.y()!r}", *_companion_crs(param, crs)]
     if kind == "crs":
         crs = algorithm.parameterAsCrs(parameters, name, context)
-        return [f"{flag}={crs.authid() or crs.toWkt()}"] if crs.isValid() else []
+        return [f"{flag}={_crs_text(crs)}"] if crs.isValid() else []
     if kind == "enum":
         return [flag, param.choices[algorithm.parameterAsEnum(parameters, name, context)]]
     if kind == "int":
