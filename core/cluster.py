@@ -54,7 +54,11 @@ SOURCE_COUNTS = ("masked_pixels", "zero_pixels", "read_pixels")
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None, workers: int | None) -> Iterator[Any]:
     """A dask.distributed Client of the scheduler at `scheduler`, or of a LocalCluster of
-    `workers` single-threaded processes that lives as long as the block."""
+    `workers` single-threaded processes that lives as long as the block; None when neither is
+    given (the work runs in this process)."""
+    if not (scheduler or workers):
+        yield None
+        return
     if scheduler and workers:
         raise LczError(
             "workers", "give scheduler (a running cluster) or workers (a local one), not both"

@@ -105,9 +105,7 @@ def check_embeddings(
     )
     with (
         reopen() as source,
-        (
-            cluster_client(scheduler, workers) if scheduler or workers else contextlib.nullcontext()
-        ) as client,
+        cluster_client(scheduler, workers) as client,
     ):
         each = functools.partial(map_blocks, source, reopen, client)
         parts = _check_parts(source, block, each, SubProgress(progress, 0, 40))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from pathlib import Path
 from typing import Any
@@ -177,9 +176,7 @@ def sample_patches(*, progress: Any, **values: Any) -> dict[str, Any]:
         reopen = functools.partial(open_source_of, values)
         cities = [CityInput(Path(values["embeddings"]).stem, source, labels, extent, reopen)]
     scheduler, workers = values["scheduler"], values["workers"]
-    with (
-        cluster_client(scheduler, workers) if scheduler or workers else contextlib.nullcontext()
-    ) as client:
+    with cluster_client(scheduler, workers) as client:
         return make_dataset(
             cities,
             values["output"],
