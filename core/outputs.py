@@ -59,8 +59,6 @@ def check_writable(path: str | os.PathLike, parameter: str = "output") -> Path:
     return path
 
 
-# A partial output is named `.<name>.partial-<pid>-<token><suffix>`: the pid tells a later run
-# whether its maker is still writing it or died (a hard kill leaves it behind).
 def temporary_folder_holding(path: str | os.PathLike) -> Path | None:
     """The application's temporary folder (TEMPORARY_FOLDER_ENV) when it holds `path`, else None."""
     folder = os.environ.get(TEMPORARY_FOLDER_ENV)
@@ -70,6 +68,8 @@ def temporary_folder_holding(path: str | os.PathLike) -> Path | None:
     return folder if Path(path).resolve().is_relative_to(folder) else None
 
 
+# A partial output is named `.<name>.partial-<pid>-<token><suffix>`: the pid tells a later run
+# whether its maker is still writing it or died (a hard kill leaves it behind).
 PARTIAL = re.compile(r"\.(?P<stem>.+)\.partial-(?P<pid>\d+)-[0-9a-f]+(?P<rest>.*)")
 
 
